@@ -1,0 +1,265 @@
+//! The lock client: one connection per Redis host, and the single-attempt operations on them.
+//! With one host these are the classic single-instance lock; with several, Redlock.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::host::Host;
+use crate::core::options::{ClientOptions, RetryPolicy};
+use crate::core::quorum::{self, Tally, Vote};
+use crate::core::scripts::{LockKeys, EXTEND, RELEASE};
+use crate::core::validate;
+
+/// A lock taken on a quorum of hosts.
+#[derive(Debug, Clone)]
+pub struct Lease {
+  pub token: String,
+  /// Until when the lock is safe to rely on, by this process's monotonic clock.
+  pub valid_until: Instant,
+}
+
+/// Outcome of one attempt that did not fail.
+enum Attempt {
+  Taken(Lease),
+  /// Held by someone else; the holder's remaining ttl when a host told it.
+  Busy,
+}
+
+pub struct Client {
+  hosts: Vec<Arc<Host>>,
+  options: ClientOptions,
+  closed: CancellationToken,
+}
+
+impl Client {
+  /// Prepares a client for `urls`; connects lazily, on first use. Must run inside a tokio
+  /// runtime.
+  pub fn new(urls: &[String], options: ClientOptions) -> Result<Client> {
+    if urls.is_empty() {
+      return Err(Error::invalid_argument("at least one Redis URL is needed"));
+    }
+    let hosts = urls
+      .iter()
+      .map(|url| Host::connect_lazily(url, &options).map(Arc::new))
+      .collect::<Result<Vec<_>>>()?;
+    for (index, host) in hosts.iter().enumerate() {
+      if hosts[..index].iter().any(|earlier| earlier.label() == host.label()) {
+        return Err(Error::invalid_argument(format!(
+          "{} is listed twice; Redlock needs independent hosts",
+          host.label()
+        )));
+      }
+    }
+    Ok(Client { hosts, options, closed: CancellationToken::new() })
+  }
+
+  pub fn options(&self) -> &ClientOptions {
+    &self.options
+  }
+
+  pub fn hosts(&self) -> &[Arc<Host>] {
+    &self.hosts
+  }
+
+  pub fn is_closed(&self) -> bool {
+    self.closed.is_cancelled()
+  }
+
+  /// Ends every pending call of this client with [`ErrorKind::Closed`] and refuses new ones.
+  pub fn close(&self) {
+    self.closed.cancel();
+  }
+
+  pub fn closed_token(&self) -> &CancellationToken {
+    &self.closed
+  }
+
+  /// Runs `call` unless the client is or becomes closed.
+  pub async fn guarded<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+    if self.is_closed() {
+      return Err(Error::closed());
+    }
+    tokio::select! {
+      biased;
+      _ = self.closed.cancelled() => Err(Error::closed()),
+      result = call => result,
+    }
+  }
+
+  /// Takes `key` for `ttl_ms` with a fresh random token, retrying as `retry` says.
+  /// `Ok(None)`: someone else holds it.
+  pub async fn lock(&self, key: &str, ttl_ms: u64, retry: &RetryPolicy) -> Result<Option<Lease>> {
+    validate::key(key)?;
+    let started = Instant::now();
+    let budget_end = retry.budget.map(|budget| started + budget);
+    let mut attempt = 0;
+    loop {
+      let outcome = self.guarded(self.try_lock(key, &new_token(), ttl_ms)).await;
+      let retryable = match &outcome {
+        Ok(Attempt::Taken(lease)) => return Ok(Some(lease.clone())),
+        Ok(Attempt::Busy) => true,
+        Err(error) => matches!(
+          error.kind(),
+          ErrorKind::NoQuorum | ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::ValidityExpired
+        ),
+      };
+      let pause = retry.pause();
+      let out_of_budget = budget_end.is_some_and(|end| Instant::now() + pause >= end);
+      if !retryable || attempt >= retry.count || out_of_budget {
+        return outcome.map(|_| None);
+      }
+      attempt += 1;
+      self.guarded(async { Ok(tokio::time::sleep(pause).await) }).await?;
+    }
+  }
+
+  async fn try_lock(&self, key: &str, token: &str, ttl_ms: u64) -> Result<Attempt> {
+    let started = Instant::now();
+    let shared_key: Arc<str> = Arc::from(key);
+    let shared_token: Arc<str> = Arc::from(token);
+    let tally = quorum::poll(&self.hosts, |host| {
+      let (key, token) = (shared_key.clone(), shared_token.clone());
+      async move {
+        match host.set_if_absent(&key, &token, ttl_ms).await {
+          Ok(true) => Vote::Yes(()),
+          Ok(false) => Vote::No(-1),
+          Err(error) => Vote::Failed(error),
+        }
+      }
+    })
+    .await;
+    self.settle(key, token, ttl_ms, started, tally).await.map(|lease| match lease {
+      Some(lease) => Attempt::Taken(lease),
+      None => Attempt::Busy,
+    })
+  }
+
+  /// Turns the votes on a fresh lock into a lease, or undoes the partial lock on every host
+  /// before reporting why there is none.
+  pub async fn settle<T>(
+    &self,
+    key: &str,
+    token: &str,
+    ttl_ms: u64,
+    started: Instant,
+    tally: Tally<T>,
+  ) -> Result<Option<Lease>> {
+    let ttl = Duration::from_millis(ttl_ms);
+    if tally.has_quorum() {
+      if let Some(left) = quorum::validity(ttl, started.elapsed(), self.options.drift_factor) {
+        return Ok(Some(Lease { token: token.to_owned(), valid_until: Instant::now() + left }));
+      }
+    }
+    if !tally.yes.is_empty() || tally.yes.len() + tally.no + tally.failed.len() < tally.hosts {
+      self.release_everywhere(key, token).await;
+    }
+    if tally.has_quorum() {
+      return Err(Error::new(
+        ErrorKind::ValidityExpired,
+        format!(
+          "a quorum took '{key}', but after {} ms no time was left on its {ttl_ms} ms ttl; it was released",
+          started.elapsed().as_millis()
+        ),
+      ));
+    }
+    if tally.refused() {
+      return Ok(None);
+    }
+    Err(tally.failure())
+  }
+
+  /// Releases `token` on every host, including hosts that failed or did not answer, and waits
+  /// for each (each wait is bounded by the host's timeouts). Used to undo a failed attempt.
+  pub async fn release_everywhere(&self, key: &str, token: &str) {
+    let keys = LockKeys::new(key);
+    join_all(self.hosts.iter().map(|host| {
+      let keys = &keys;
+      async move {
+        let _: Result<i64> = host.eval(&RELEASE, &keys.all(), &[&token, &keys.channel]).await;
+      }
+    }))
+    .await;
+  }
+
+  /// Renews `key` for `ttl_ms` if `token` still holds it on a quorum. `Ok(None)`: not ours.
+  pub async fn extend(&self, key: &str, token: &str, ttl_ms: u64) -> Result<Option<Instant>> {
+    validate::key(key)?;
+    validate::token(token)?;
+    self
+      .guarded(async {
+        let started = Instant::now();
+        let tally = self.ask_each(key, token, |host, key, token| async move {
+          host.eval::<i64>(&EXTEND, &[&*key], &[&&*token, &ttl_ms]).await
+        });
+        let tally = tally.await;
+        let ttl = Duration::from_millis(ttl_ms);
+        if tally.has_quorum() {
+          return match quorum::validity(ttl, started.elapsed(), self.options.drift_factor) {
+            Some(left) => Ok(Some(Instant::now() + left)),
+            None => Err(Error::new(
+              ErrorKind::ValidityExpired,
+              format!("'{key}' was renewed, but no time was left on its {ttl_ms} ms ttl by the time a quorum answered"),
+            )),
+          };
+        }
+        if tally.refused() {
+          return Ok(None);
+        }
+        Err(tally.failure())
+      })
+      .await
+  }
+
+  /// Releases `key` if `token` holds it, on every host; true when a quorum confirmed.
+  pub async fn unlock(&self, key: &str, token: &str) -> Result<bool> {
+    validate::key(key)?;
+    validate::token(token)?;
+    self
+      .guarded(async {
+        let tally = self
+          .ask_each(key, token, |host, key, token| async move {
+            let keys = LockKeys::new(&key);
+            host.eval::<i64>(&RELEASE, &keys.all(), &[&&*token, &keys.channel]).await
+          })
+          .await;
+        if tally.has_quorum() {
+          return Ok(true);
+        }
+        if tally.refused() {
+          return Ok(false);
+        }
+        Err(tally.failure())
+      })
+      .await
+  }
+
+  /// Polls every host with a script that answers 1 for "done" and 0 for "not ours".
+  async fn ask_each<F, Fut>(&self, key: &str, token: &str, ask: F) -> Tally<()>
+  where
+    F: Fn(Arc<Host>, Arc<str>, Arc<str>) -> Fut,
+    Fut: Future<Output = Result<i64>> + Send + 'static,
+  {
+    let (key, token): (Arc<str>, Arc<str>) = (Arc::from(key), Arc::from(token));
+    quorum::poll(&self.hosts, |host| {
+      let answer = ask(host, key.clone(), token.clone());
+      async move {
+        match answer.await {
+          Ok(1) => Vote::Yes(()),
+          Ok(_) => Vote::No(-1),
+          Err(error) => Vote::Failed(error),
+        }
+      }
+    })
+    .await
+  }
+}
+
+/// A fresh random lock token: a uuid v4, from the operating system's CSPRNG.
+pub fn new_token() -> String {
+  uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,225 @@
+//! One Redis host: its multiplexed connection, its timeouts, and the mapping of redis-rs
+//! failures to relock's error kinds.
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{
+  Client, ConnectionAddr, ErrorKind as RedisKind, FromRedisValue, IntoConnectionInfo,
+  ProtocolVersion, RedisError, Script, ServerErrorKind, ToRedisArgs,
+};
+
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::options::ClientOptions;
+
+const SCHEMES: [&str; 4] = ["redis", "rediss", "unix", "redis+unix"];
+
+pub struct Host {
+  /// How the host is named in errors: address only, never credentials.
+  label: String,
+  client: Client,
+  connection: ConnectionManager,
+  /// Outer bound of one call: a connect attempt plus one command. redis-rs enforces the two
+  /// parts itself; this bound makes "never hangs" independent of how it does so.
+  call_timeout: Duration,
+  command_timeout: Duration,
+  connect_timeout: Duration,
+}
+
+impl Host {
+  /// Parses `url` and prepares a lazy connection: nothing is sent until the first command, so
+  /// a host that is down when the client starts costs nothing until it is used.
+  ///
+  /// Must run inside a tokio runtime (the connection manager spawns its watcher task).
+  pub fn connect_lazily(url: &str, options: &ClientOptions) -> Result<Host> {
+    let info = parse_url(url)?;
+    let label = label_of(info.addr());
+    let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+    let settings = settings.set_lib_name("relock", env!("CARGO_PKG_VERSION"));
+    let info = info.set_redis_settings(settings);
+    let client = Client::open(info).map_err(|e| invalid_url(url, &e.to_string()))?;
+    let config = ConnectionManagerConfig::new()
+      .set_connection_timeout(Some(options.connect_timeout))
+      .set_response_timeout(Some(options.command_timeout))
+      // One attempt per connect: a failed attempt fails the calls waiting on it within
+      // connectTimeout, and the next call starts a fresh attempt.
+      .set_number_of_retries(0);
+    let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
+      .map_err(|e| invalid_url(url, &e.to_string()))?;
+    Ok(Host {
+      label,
+      client,
+      connection,
+      call_timeout: options.connect_timeout + options.command_timeout,
+      command_timeout: options.command_timeout,
+      connect_timeout: options.connect_timeout,
+    })
+  }
+
+  pub fn label(&self) -> &str {
+    &self.label
+  }
+
+  pub fn client(&self) -> &Client {
+    &self.client
+  }
+
+  /// `SET key token NX PX ttl`: true if the key was free and is now ours.
+  pub async fn set_if_absent(&self, key: &str, token: &str, ttl_ms: u64) -> Result<bool> {
+    let mut command = redis::cmd("SET");
+    command.arg(key).arg(token).arg("NX").arg("PX").arg(ttl_ms);
+    let mut connection = self.connection.clone();
+    let reply: Option<String> = self.bounded(command.query_async(&mut connection)).await?;
+    Ok(reply.is_some())
+  }
+
+  /// Runs `script` by EVALSHA; redis-rs loads it and retries once when the server answers
+  /// NOSCRIPT (after a restart or SCRIPT FLUSH).
+  pub async fn eval<T: FromRedisValue>(
+    &self,
+    script: &Script,
+    keys: &[&str],
+    args: &[&dyn ToRedisArgsRef],
+  ) -> Result<T> {
+    let mut invocation = script.prepare_invoke();
+    for key in keys {
+      invocation.key(*key);
+    }
+    for arg in args {
+      arg.push_onto(&mut invocation);
+    }
+    let mut connection = self.connection.clone();
+    self.bounded(invocation.invoke_async(&mut connection)).await
+  }
+
+  async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+    match tokio::time::timeout(self.call_timeout, call).await {
+      Ok(Ok(value)) => Ok(value),
+      Ok(Err(error)) => Err(self.describe(&error)),
+      Err(_) => Err(Error::new(
+        ErrorKind::Timeout,
+        format!("{}: no answer within {} ms", self.label, self.call_timeout.as_millis()),
+      )),
+    }
+  }
+
+  /// Maps a redis-rs error to a relock error that names this host.
+  pub fn describe(&self, error: &RedisError) -> Error {
+    let kind = classify(error);
+    let detail = match kind {
+      ErrorKind::Timeout => format!(
+        "no answer within the timeout (connectTimeout {} ms, commandTimeout {} ms)",
+        self.connect_timeout.as_millis(),
+        self.command_timeout.as_millis()
+      ),
+      ErrorKind::Auth => format!("authentication failed: {}", error.detail().unwrap_or("")),
+      _ => error.to_string(),
+    };
+    Error::new(kind, format!("{}: {}", self.label, detail.trim_end_matches(": ")))
+  }
+}
+
+/// Script arguments of mixed types, without boxing each one.
+pub trait ToRedisArgsRef: Sync {
+  fn push_onto(&self, invocation: &mut redis::ScriptInvocation<'_>);
+}
+
+impl<T: ToRedisArgs + Sync> ToRedisArgsRef for T {
+  fn push_onto(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+    invocation.arg(self);
+  }
+}
+
+fn classify(error: &RedisError) -> ErrorKind {
+  if error.is_timeout() {
+    return ErrorKind::Timeout;
+  }
+  if matches!(error.code(), Some("WRONGPASS" | "NOAUTH"))
+    || error.kind() == RedisKind::AuthenticationFailed
+  {
+    return ErrorKind::Auth;
+  }
+  match error.kind() {
+    RedisKind::Io => ErrorKind::Connection,
+    RedisKind::Server(ServerErrorKind::NoPerm) => ErrorKind::Auth,
+    _ => ErrorKind::Redis,
+  }
+}
+
+fn parse_url(url: &str) -> Result<redis::ConnectionInfo> {
+  let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+  match scheme {
+    Some(scheme) if SCHEMES.contains(&scheme) => {}
+    Some(scheme) => {
+      return Err(invalid_url(
+        url,
+        &format!("unknown scheme '{scheme}' (use redis://, rediss://, unix:// or redis+unix://)"),
+      ))
+    }
+    None => return Err(invalid_url(url, "expected a URL such as redis://127.0.0.1:6379")),
+  }
+  url.into_connection_info().map_err(|e| invalid_url(url, e.detail().unwrap_or(&e.to_string())))
+}
+
+fn invalid_url(url: &str, why: &str) -> Error {
+  Error::new(ErrorKind::InvalidUrl, format!("invalid Redis URL '{}': {why}", redact_url(url)))
+}
+
+fn label_of(addr: &ConnectionAddr) -> String {
+  match addr {
+    ConnectionAddr::Tcp(host, port) => format!("redis://{host}:{port}"),
+    ConnectionAddr::TcpTls { host, port, .. } => format!("rediss://{host}:{port}"),
+    ConnectionAddr::Unix(path) => format!("unix://{}", path.display()),
+    _ => "redis host".to_owned(),
+  }
+}
+
+/// Replaces the password of a URL's userinfo with `***`, so that a URL can be shown.
+pub fn redact_url(url: &str) -> String {
+  let Some((scheme, rest)) = url.split_once("://") else {
+    return url.to_owned();
+  };
+  let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+  let (authority, path) = rest.split_at(authority_end);
+  match authority.rsplit_once('@') {
+    Some((userinfo, host)) => {
+      let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+      let hidden = if userinfo.contains(':') { format!("{user}:***") } else { "***".to_owned() };
+      format!("{scheme}://{hidden}@{host}{path}")
+    }
+    None => url.to_owned(),
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn redaction_hides_passwords_only() {
+    assert_eq!(redact_url("redis://127.0.0.1:6379/2"), "redis://127.0.0.1:6379/2");
+    assert_eq!(redact_url("redis://:s3cret@host:1/0"), "redis://:***@host:1/0");
+    assert_eq!(redact_url("rediss://app:p@ss@host:1"), "rediss://app:***@host:1");
+    assert_eq!(redact_url("redis://token@host"), "redis://***@host");
+    assert_eq!(redact_url("not a url"), "not a url");
+  }
+
+  #[test]
+  fn urls_are_checked_before_use() {
+    for (url, expected) in [
+      ("http://127.0.0.1:6379", "unknown scheme 'http'"),
+      ("127.0.0.1:6379", "expected a URL"),
+      ("redis://:hunter2@[::1", "invalid Redis URL 'redis://:***@[::1'"),
+    ] {
+      let err = parse_url(url).unwrap_err();
+      assert_eq!(err.kind(), ErrorKind::InvalidUrl, "{url}");
+      assert!(err.message().contains(expected), "{url}: {err}");
+      assert!(!err.message().contains("hunter2"), "{err}");
+    }
+    assert!(parse_url("redis://127.0.0.1:6379/3").is_ok());
+    assert!(parse_url("redis+unix:///tmp/redis.sock").is_ok());
+    assert!(parse_url("unix:///tmp/redis.sock").is_ok());
+    assert!(parse_url("rediss://127.0.0.1:6380").is_ok());
+  }
+}

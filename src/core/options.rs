@@ -1,0 +1,64 @@
+use std::time::Duration;
+
+/// Settings of a client, shared by every call made through it.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+  /// Bound on establishing a connection to one host.
+  pub connect_timeout: Duration,
+  /// Bound on one Redis round trip.
+  pub command_timeout: Duration,
+  /// Share of the ttl assumed lost to clock drift between hosts (Redlock's validity margin).
+  pub drift_factor: f64,
+  /// How `lock` retries a key that is busy or a quorum that failed.
+  pub retry: RetryPolicy,
+}
+
+impl Default for ClientOptions {
+  fn default() -> Self {
+    ClientOptions {
+      connect_timeout: Duration::from_millis(DEFAULT_CONNECT_TIMEOUT_MS),
+      command_timeout: Duration::from_millis(DEFAULT_COMMAND_TIMEOUT_MS),
+      drift_factor: DEFAULT_DRIFT_FACTOR,
+      retry: RetryPolicy::default(),
+    }
+  }
+}
+
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2000;
+pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 1000;
+pub const DEFAULT_DRIFT_FACTOR: f64 = 0.01;
+pub const DEFAULT_RETRY_DELAY_MS: u64 = 100;
+pub const DEFAULT_RETRY_JITTER_MS: u64 = 100;
+
+/// Retries of `lock`. The default is a single attempt: `lock` answers at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+  /// Further attempts after the first one.
+  pub count: u64,
+  /// Pause between attempts.
+  pub delay: Duration,
+  /// Upper bound of a random extra pause added to `delay`, so that contenders spread out.
+  pub jitter: Duration,
+  /// Time budget for all attempts together; `None` leaves only `count` as the bound.
+  pub budget: Option<Duration>,
+}
+
+impl Default for RetryPolicy {
+  fn default() -> Self {
+    RetryPolicy {
+      count: 0,
+      delay: Duration::from_millis(DEFAULT_RETRY_DELAY_MS),
+      jitter: Duration::from_millis(DEFAULT_RETRY_JITTER_MS),
+      budget: None,
+    }
+  }
+}
+
+impl RetryPolicy {
+  /// A pause of `delay` plus up to `jitter`, drawn anew each time.
+  pub fn pause(&self) -> Duration {
+    let jitter_ms = self.jitter.as_millis() as u64;
+    let extra = if jitter_ms == 0 { 0 } else { fastrand::u64(0..=jitter_ms) };
+    self.delay + Duration::from_millis(extra)
+  }
+}

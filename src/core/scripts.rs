@@ -1,0 +1,104 @@
+//! The Lua scripts and the names of the keys they touch.
+//!
+//! A lock key's value is always just the holder's token, set with `SET NX PX`, so relock and
+//! other Redis lock clients exclude each other on the same key. Anything else relock keeps
+//! (fencing counter, fair queue) lives in side keys in the same hash slot as the lock key.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+pub static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
+pub static ACQUIRE_FAIR: LazyLock<Script> =
+  LazyLock::new(|| Script::new(include_str!("scripts/acquire_fair.lua")));
+pub static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+pub static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
+
+/// The side keys and channel that belong to one lock key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockKeys {
+  pub lock: String,
+  pub queue: String,
+  pub waiters: String,
+  pub fence: String,
+  pub channel: String,
+}
+
+impl LockKeys {
+  pub fn new(key: &str) -> LockKeys {
+    let base = slot_preserving_base(key);
+    LockKeys {
+      lock: key.to_owned(),
+      queue: format!("{base}:relock:queue"),
+      waiters: format!("{base}:relock:waiters"),
+      fence: format!("{base}:relock:fence"),
+      channel: format!("{base}:relock:released"),
+    }
+  }
+
+  /// Keys in the order the release and fair-acquire scripts declare them.
+  pub fn all(&self) -> [&str; 4] {
+    [&self.lock, &self.queue, &self.waiters, &self.fence]
+  }
+}
+
+/// A prefix for side keys that hashes to the same Redis Cluster slot as `key`.
+///
+/// Cluster hashes only the part between the first `{` and the next `}` when that part is not
+/// empty. A key that already has such a tag keeps it as a prefix; any other key becomes the tag
+/// itself by being wrapped in braces.
+fn slot_preserving_base(key: &str) -> String {
+  if has_hash_tag(key) {
+    key.to_owned()
+  } else {
+    format!("{{{key}}}")
+  }
+}
+
+fn has_hash_tag(key: &str) -> bool {
+  match key.find('{') {
+    Some(open) => matches!(key[open + 1..].find('}'), Some(length) if length > 0),
+    None => false,
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn side_keys_share_the_hash_slot() {
+    let keys = LockKeys::new("order:42");
+    assert_eq!(keys.lock, "order:42");
+    assert_eq!(keys.fence, "{order:42}:relock:fence");
+    assert_eq!(keys.queue, "{order:42}:relock:queue");
+
+    let tagged = LockKeys::new("shop{7}:order:42");
+    assert_eq!(tagged.fence, "shop{7}:order:42:relock:fence");
+    assert_eq!(tagged.channel, "shop{7}:order:42:relock:released");
+
+    // An empty tag does not count: the whole key is hashed, so it is wrapped.
+    assert_eq!(LockKeys::new("a{}b").waiters, "{a{}b}:relock:waiters");
+  }
+
+  #[test]
+  fn scripts_use_only_declared_keys() {
+    for source in [
+      include_str!("scripts/acquire.lua"),
+      include_str!("scripts/acquire_fair.lua"),
+      include_str!("scripts/extend.lua"),
+      include_str!("scripts/release.lua"),
+    ] {
+      for line in source.lines().filter(|line| !line.trim_start().starts_with("--")) {
+        if let Some(call) = line.find("redis.call('") {
+          let args = &line[call..];
+          let first_arg = args.split(',').nth(1).map(str::trim).unwrap_or("");
+          assert!(
+            first_arg.is_empty() || first_arg.starts_with("KEYS[") || first_arg.starts_with("ARGV["),
+            "script touches an undeclared key: {line}"
+          );
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,3 @@
+#![deny(clippy::all)]
+
+pub mod core;
