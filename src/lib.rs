@@ -1,3 +1,4 @@
 #![deny(clippy::all)]
 
 pub mod core;
+pub mod binding;

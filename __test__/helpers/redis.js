@@ -1,0 +1,108 @@
+'use strict'
+
+// Throwaway redis-server processes on free loopback ports for the tests, stopped by PID.
+
+const { spawn, spawnSync, execFileSync } = require('node:child_process')
+const net = require('node:net')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+function requireRedis() {
+  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' })
+  if (probe.error || probe.status !== 0) {
+    throw new Error('redis-server is not on PATH. Install Redis 6.2 or newer (Debian/Ubuntu: sudo apt-get install redis-server; macOS: brew install redis) and run the tests again.')
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.unref()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+class RedisServer {
+  constructor(port, extraArgs) {
+    this.port = port
+    this.extraArgs = extraArgs
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relock-redis-'))
+    this.process = null
+    const passwordAt = extraArgs.indexOf('--requirepass')
+    this.password = passwordAt >= 0 ? extraArgs[passwordAt + 1] : null
+  }
+
+  static async start(extraArgs = []) {
+    requireRedis()
+    const server = new RedisServer(await freePort(), extraArgs)
+    await server.restart()
+    return server
+  }
+
+  get url() {
+    return `redis://127.0.0.1:${this.port}`
+  }
+
+  get pid() {
+    return this.process && this.process.pid
+  }
+
+  async restart() {
+    const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, ...this.extraArgs]
+    this.process = spawn('redis-server', args, { stdio: 'ignore' })
+    this.process.unref()
+    const exited = new Promise((resolve) => this.process.once('exit', resolve))
+    this.exited = exited
+    for (let i = 0; i < 500; i++) {
+      if (this.ping()) return this
+      await sleep(20)
+    }
+    throw new Error(`redis-server did not start on port ${this.port}`)
+  }
+
+  ping() {
+    try {
+      return this.cli('PING') === 'PONG'
+    } catch {
+      return false
+    }
+  }
+
+  cli(...args) {
+    const auth = this.password ? ['--no-auth-warning', '-a', this.password] : []
+    return execFileSync('redis-cli', ['-p', String(this.port), ...auth, ...args], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+  }
+
+  signal(name) {
+    process.kill(this.pid, name)
+  }
+
+  async kill() {
+    if (!this.process) return
+    const exited = this.exited
+    this.process.ref() // keep the event loop alive until the exit is seen
+    try {
+      process.kill(this.process.pid, 'SIGKILL')
+    } catch {}
+    await exited
+    this.process = null
+  }
+
+  async stop() {
+    await this.kill()
+    fs.rmSync(this.dir, { recursive: true, force: true })
+  }
+}
+
+async function startServers(count, extraArgs) {
+  return Promise.all(Array.from({ length: count }, () => RedisServer.start(extraArgs)))
+}
+
+module.exports = { RedisServer, startServers, freePort, sleep }

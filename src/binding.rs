@@ -1,0 +1,171 @@
+//! The N-API surface: converts JavaScript values to core types and core results back.
+//!
+//! Errors cross as `Error` objects whose message starts with the stable code
+//! (`ERR_RELOCK_…: what went wrong`); `index.js` turns that prefix into `error.code`, because
+//! napi-rs cannot give a rejected promise a custom code.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use napi::bindgen_prelude::within_runtime_if_available;
+use napi::Status;
+use napi_derive::napi;
+
+use crate::core::{self, validate, ClientOptions, RetryPolicy};
+
+fn to_js(error: core::Error) -> napi::Error {
+  let status = match error.kind() {
+    core::ErrorKind::InvalidArgument | core::ErrorKind::InvalidUrl => Status::InvalidArg,
+    _ => Status::GenericFailure,
+  };
+  napi::Error::new(status, error.to_string())
+}
+
+fn millis_until(deadline: Instant) -> f64 {
+  deadline.saturating_duration_since(Instant::now()).as_secs_f64() * 1000.0
+}
+
+/// Client settings; every field is optional and in milliseconds unless said otherwise.
+#[napi(object)]
+#[derive(Default)]
+pub struct ClientConfig {
+  /// Bound on connecting to one host. Default 2000.
+  pub connect_timeout: Option<f64>,
+  /// Bound on one Redis round trip. Default 1000.
+  pub command_timeout: Option<f64>,
+  /// Share of the ttl set aside for clock drift between hosts. Default 0.01.
+  pub drift_factor: Option<f64>,
+  /// Further attempts `lock` makes when the key is busy or a quorum failed. Default 0.
+  pub retry_count: Option<f64>,
+  /// Pause between attempts. Default 100.
+  pub retry_delay: Option<f64>,
+  /// Upper bound of a random extra pause per attempt. Default 100.
+  pub retry_jitter: Option<f64>,
+  /// Time budget for all attempts of one `lock` call. Default: none (only `retryCount` bounds).
+  pub retry_timeout: Option<f64>,
+}
+
+fn client_options(config: &ClientConfig) -> core::Result<ClientOptions> {
+  let defaults = ClientOptions::default();
+  let millis = |name, value: Option<f64>, default: Duration| -> core::Result<Duration> {
+    value.map_or(Ok(default), |v| validate::positive_millis(name, v).map(Duration::from_millis))
+  };
+  let connect_timeout = millis("connectTimeout", config.connect_timeout, defaults.connect_timeout)?;
+  let command_timeout = millis("commandTimeout", config.command_timeout, defaults.command_timeout)?;
+  let drift_factor = config
+    .drift_factor
+    .map_or(Ok(defaults.drift_factor), |v| validate::fraction("driftFactor", v, 0.5))?;
+  let retry = LockConfig {
+    retry_count: config.retry_count,
+    retry_delay: config.retry_delay,
+    retry_jitter: config.retry_jitter,
+    retry_timeout: config.retry_timeout,
+  };
+  let retry = retry_policy(&retry, &defaults.retry)?;
+  Ok(ClientOptions { connect_timeout, command_timeout, drift_factor, retry })
+}
+
+/// Per-call overrides of the client's retry settings for `lock`.
+#[napi(object)]
+#[derive(Default)]
+pub struct LockConfig {
+  pub retry_count: Option<f64>,
+  pub retry_delay: Option<f64>,
+  pub retry_jitter: Option<f64>,
+  pub retry_timeout: Option<f64>,
+}
+
+fn retry_policy(config: &LockConfig, defaults: &RetryPolicy) -> core::Result<RetryPolicy> {
+  let non_negative = |name, value: Option<f64>, default: Duration| -> core::Result<Duration> {
+    value.map_or(Ok(default), |v| validate::non_negative_millis(name, v).map(Duration::from_millis))
+  };
+  Ok(RetryPolicy {
+    count: config
+      .retry_count
+      .map_or(Ok(defaults.count), |v| validate::count("retryCount", v, 1_000_000))?,
+    delay: non_negative("retryDelay", config.retry_delay, defaults.delay)?,
+    jitter: non_negative("retryJitter", config.retry_jitter, defaults.jitter)?,
+    budget: match config.retry_timeout {
+      None => defaults.budget,
+      Some(v) => Some(Duration::from_millis(validate::positive_millis("retryTimeout", v)?)),
+    },
+  })
+}
+
+/// A lock and how long it is safe to rely on.
+#[napi(object)]
+pub struct LockWithValidity {
+  pub token: String,
+  /// Milliseconds left before the lock may expire on some host (ttl less elapsed time and
+  /// clock-drift margin), measured when the answer was made.
+  pub validity: f64,
+}
+
+#[napi(js_name = "NativeClient")]
+pub struct NativeClient {
+  core: Arc<core::Client>,
+}
+
+#[napi]
+impl NativeClient {
+  #[napi(constructor)]
+  pub fn new(urls: Vec<String>, config: Option<ClientConfig>) -> napi::Result<Self> {
+    let options = client_options(&config.unwrap_or_default()).map_err(to_js)?;
+    let client = within_runtime_if_available(|| core::Client::new(&urls, options)).map_err(to_js)?;
+    Ok(NativeClient { core: Arc::new(client) })
+  }
+
+  /// Number of Redis hosts (1 for a single instance, N for Redlock).
+  #[napi(getter)]
+  pub fn host_count(&self) -> u32 {
+    self.core.hosts().len() as u32
+  }
+
+  /// The hosts, by address; never with credentials.
+  #[napi(getter)]
+  pub fn host_labels(&self) -> Vec<String> {
+    self.core.hosts().iter().map(|host| host.label().to_owned()).collect()
+  }
+
+  #[napi(getter)]
+  pub fn closed(&self) -> bool {
+    self.core.is_closed()
+  }
+
+  #[napi]
+  pub async fn lock(&self, key: String, ttl: f64, retry: Option<LockConfig>) -> napi::Result<Option<String>> {
+    Ok(self.lock_with_validity(key, ttl, retry).await?.map(|lease| lease.token))
+  }
+
+  #[napi]
+  pub async fn lock_with_validity(
+    &self,
+    key: String,
+    ttl: f64,
+    retry: Option<LockConfig>,
+  ) -> napi::Result<Option<LockWithValidity>> {
+    let ttl_ms = validate::positive_millis("ttl", ttl).map_err(to_js)?;
+    let retry = match retry {
+      Some(config) => retry_policy(&config, &self.core.options().retry).map_err(to_js)?,
+      None => self.core.options().retry.clone(),
+    };
+    let lease = self.core.lock(&key, ttl_ms, &retry).await.map_err(to_js)?;
+    Ok(lease.map(|lease| LockWithValidity { validity: millis_until(lease.valid_until), token: lease.token }))
+  }
+
+  #[napi]
+  pub async fn extend(&self, key: String, token: String, ttl: f64) -> napi::Result<bool> {
+    let ttl_ms = validate::positive_millis("ttl", ttl).map_err(to_js)?;
+    Ok(self.core.extend(&key, &token, ttl_ms).await.map_err(to_js)?.is_some())
+  }
+
+  #[napi]
+  pub async fn unlock(&self, key: String, token: String) -> napi::Result<bool> {
+    self.core.unlock(&key, &token).await.map_err(to_js)
+  }
+
+  #[napi]
+  pub fn close(&self) {
+    self.core.close();
+  }
+}
