@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::error::{Error, ErrorKind, Result};
@@ -147,7 +148,7 @@ impl Client {
     token: &str,
     ttl_ms: u64,
     started: Instant,
-    tally: Tally<T>,
+    mut tally: Tally<T>,
   ) -> Result<Option<Lease>> {
     let ttl = Duration::from_millis(ttl_ms);
     if tally.has_quorum() {
@@ -155,8 +156,9 @@ impl Client {
         return Ok(Some(Lease { token: token.to_owned(), valid_until: Instant::now() + left }));
       }
     }
-    if !tally.yes.is_empty() || tally.yes.len() + tally.no + tally.failed.len() < tally.hosts {
-      self.release_everywhere(key, token).await;
+    let pending = std::mem::take(&mut tally.pending);
+    if !tally.yes.is_empty() || !pending.is_empty() {
+      self.release_everywhere(key, token, pending).await;
     }
     if tally.has_quorum() {
       return Err(Error::new(
@@ -175,11 +177,21 @@ impl Client {
 
   /// Releases `token` on every host, including hosts that failed or did not answer, and waits
   /// for each (each wait is bounded by the host's timeouts). Used to undo a failed attempt.
-  pub async fn release_everywhere(&self, key: &str, token: &str) {
+  /// A host still busy with the attempt finishes it first, so the release cannot overtake it.
+  pub async fn release_everywhere<T>(
+    &self,
+    key: &str,
+    token: &str,
+    mut pending: Vec<(usize, JoinHandle<Vote<T>>)>,
+  ) {
     let keys = LockKeys::new(key);
-    join_all(self.hosts.iter().map(|host| {
+    join_all(self.hosts.iter().enumerate().map(|(index, host)| {
       let keys = &keys;
+      let attempt = pending.iter().position(|(i, _)| *i == index).map(|at| pending.swap_remove(at).1);
       async move {
+        if let Some(attempt) = attempt {
+          let _ = attempt.await;
+        }
         let _: Result<i64> = host.eval(&RELEASE, &keys.all(), &[&token, &keys.channel]).await;
       }
     }))

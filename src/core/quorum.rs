@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::task::JoinHandle;
 
 use crate::core::error::{Error, ErrorKind};
 use crate::core::host::Host;
@@ -29,6 +30,8 @@ pub struct Tally<T> {
   /// Shortest remaining ttl that a refusing host reported, if any.
   pub holder_ttl_ms: Option<i64>,
   pub failed: Vec<Error>,
+  /// Hosts still working on the request when the outcome was decided.
+  pub pending: Vec<(usize, JoinHandle<Vote<T>>)>,
 }
 
 impl<T> Tally<T> {
@@ -102,20 +105,25 @@ where
     no: 0,
     holder_ttl_ms: None,
     failed: Vec::new(),
+    pending: Vec::new(),
   };
   if let [host] = hosts {
     tally.record(0, ask(host.clone()).await);
     return tally;
   }
-  let mut answers: FuturesUnordered<_> = hosts
-    .iter()
+  let mut tasks: Vec<Option<JoinHandle<Vote<T>>>> =
+    hosts.iter().map(|host| Some(tokio::spawn(ask(host.clone())))).collect();
+  let mut answers: FuturesUnordered<_> = tasks
+    .iter_mut()
     .enumerate()
-    .map(|(index, host)| {
-      let task = tokio::spawn(ask(host.clone()));
+    .map(|(index, task)| {
+      let task = task.as_mut().expect("every host has a task");
       async move { (index, task.await) }
     })
     .collect();
+  let mut finished = Vec::with_capacity(hosts.len());
   while let Some((index, joined)) = answers.next().await {
+    finished.push(index);
     let vote = joined.unwrap_or_else(|e| {
       Vote::Failed(Error::new(ErrorKind::Redis, format!("host task failed: {e}")))
     });
@@ -124,6 +132,12 @@ where
       break;
     }
   }
+  drop(answers);
+  for index in finished {
+    tasks[index] = None;
+  }
+  tally.pending =
+    tasks.into_iter().enumerate().filter_map(|(index, task)| Some((index, task?))).collect();
   tally
 }
 
@@ -167,7 +181,15 @@ mod tests {
   }
 
   fn tally(hosts: usize) -> Tally<()> {
-    Tally { hosts, quorum: quorum_of(hosts), yes: vec![], no: 0, holder_ttl_ms: None, failed: vec![] }
+    Tally {
+      hosts,
+      quorum: quorum_of(hosts),
+      yes: vec![],
+      no: 0,
+      holder_ttl_ms: None,
+      failed: vec![],
+      pending: vec![],
+    }
   }
 
   #[test]
