@@ -4,6 +4,7 @@
 // it); this file adds what only JavaScript can do: typed errors with a stable `code`, argument
 // type checks, AbortSignal, AsyncLocalStorage reentrancy and Symbol.asyncDispose.
 
+const { AsyncLocalStorage } = require('node:async_hooks')
 const { inspect } = require('node:util')
 const { NativeClient } = require('./binding.js')
 
@@ -65,6 +66,107 @@ const CLIENT_OPTIONS = {
   retryTimeout: 'number',
 }
 const LOCK_OPTIONS = { retryCount: 'number', retryDelay: 'number', retryJitter: 'number', retryTimeout: 'number' }
+const ACQUIRE_OPTIONS = {
+  ttl: 'number',
+  waitTimeout: 'number',
+  fair: 'boolean',
+  watchdog: 'boolean',
+  maxHold: 'number',
+  signal: 'object',
+  onLost: 'function',
+}
+
+function abortError(signal) {
+  return new RelockError('ABORT_ERR', 'the wait for the lock was aborted', { cause: signal.reason })
+}
+
+// The locks held by the current async call chain: Map<Redlock, Map<key, Hold>>. A chain that
+// holds a key re-enters it at once instead of waiting for itself.
+const heldInChain = new AsyncLocalStorage()
+
+// One native lock shared by the re-entrant handles of one async call chain; released when the
+// last handle is.
+class Hold {
+  constructor(native) {
+    this.native = native
+    this.count = 1
+    this.controller = new AbortController()
+  }
+}
+
+// The Hold behind a Lock, for `using` to record in the async call chain.
+let lockHold
+
+class Lock {
+  #hold
+  #released = false
+
+  static {
+    lockHold = (lock) => lock.#hold
+  }
+
+  constructor(hold) {
+    this.#hold = hold
+  }
+
+  get key() {
+    return this.#hold.native.key
+  }
+
+  get token() {
+    return this.#hold.native.token
+  }
+
+  /** Fencing number: strictly greater than every fence handed out before for this key. */
+  get fence() {
+    return this.#hold.native.fence
+  }
+
+  /** Aborts, with a RelockError as its reason, when the lock is lost. */
+  get signal() {
+    return this.#hold.controller.signal
+  }
+
+  /** True while held and within its lease; answered from native state, no round trip. */
+  isValid() {
+    return !this.#released && this.#hold.native.isValid()
+  }
+
+  /** Milliseconds left on the lease (0 once released or lost). */
+  remainingMs() {
+    return this.#released ? 0 : this.#hold.native.remainingMs()
+  }
+
+  extend(ttl) {
+    return call(() => {
+      expectNumber('ttl', ttl)
+      if (this.#released) throw new RelockError('ERR_RELOCK_LOCK_LOST', `the lock on '${this.key}' was already released`)
+      return this.#hold.native.extend(ttl)
+    })
+  }
+
+  /**
+   * Gives the hold up; the lock itself is released when the last hold of the call chain is.
+   * Resolves true when this call released it, false when it had been released before; rejects
+   * with ERR_RELOCK_LOCK_LOST when the lock had been lost meanwhile.
+   */
+  release() {
+    return call(async () => {
+      if (this.#released) return false
+      this.#released = true
+      if (--this.#hold.count > 0) return true
+      return this.#hold.native.release()
+    })
+  }
+
+  async [Symbol.asyncDispose]() {
+    await this.release()
+  }
+
+  [inspect.custom]() {
+    return `Lock { key: ${inspect(this.key)}, fence: ${this.fence}, valid: ${this.isValid()} }`
+  }
+}
 
 // Runs a native call so that bad input and native failures always come back as a rejected
 // promise carrying a RelockError, never as a synchronous throw.
@@ -138,8 +240,79 @@ class Redlock {
     })
   }
 
+  /**
+   * Waits until `key` is free and takes it with a lease that the native watchdog renews while
+   * it is held. Resolves to a Lock handle.
+   */
+  acquire(key, options) {
+    return call(async () => {
+      expectString('key', key)
+      const { signal, onLost, ...config } = expectOptions('options', options, ACQUIRE_OPTIONS) ?? {}
+      if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('options.signal must be an AbortSignal')
+      const chain = heldInChain.getStore()?.get(this)
+      const reentered = chain?.get(key)
+      if (reentered && reentered.native.isValid()) {
+        reentered.count++
+        return new Lock(reentered)
+      }
+      if (signal?.aborted) throw abortError(signal)
+
+      let hold = null
+      const request = this.#native.beginAcquire(key, config, (coded) => {
+        const reason = toRelockError(new Error(coded))
+        if (hold) hold.controller.abort(reason)
+        if (onLost) {
+          try {
+            onLost(reason)
+          } catch (error) {
+            process.emitWarning(`relock: the onLost callback threw: ${error && error.message}`)
+          }
+        }
+      })
+      const cancel = () => request.cancel()
+      signal?.addEventListener('abort', cancel, { once: true })
+      try {
+        const native = await request.outcome()
+        hold = new Hold(native)
+        const lost = native.lostReason
+        if (lost) hold.controller.abort(toRelockError(new Error(lost)))
+        return new Lock(hold)
+      } catch (error) {
+        const relockError = toRelockError(error)
+        if (relockError.code === 'ABORT_ERR' && signal) throw abortError(signal)
+        throw relockError
+      } finally {
+        signal?.removeEventListener('abort', cancel)
+      }
+    })
+  }
+
+  /**
+   * Runs `fn(lock)` while holding `key`, and releases it afterwards. A nested `using` or
+   * `acquire` of the same key inside `fn` (in the same async call chain) re-enters at once.
+   */
+  async using(key, options, fn) {
+    if (typeof options === 'function') [options, fn] = [undefined, options]
+    if (typeof fn !== 'function') throw invalid(`fn must be a function, got ${describe(fn)}`)
+    const lock = await this.acquire(key, options)
+    const outer = heldInChain.getStore()
+    const chain = new Map(outer)
+    const forThisClient = new Map(outer?.get(this))
+    forThisClient.set(key, lockHold(lock))
+    chain.set(this, forThisClient)
+    let result
+    try {
+      result = await heldInChain.run(chain, () => fn(lock))
+    } catch (error) {
+      await lock.release().catch(() => {})
+      throw error
+    }
+    await lock.release()
+    return result
+  }
+
   async close() {
-    this.#native.close()
+    await this.#native.close()
   }
 
   [inspect.custom]() {
@@ -147,4 +320,4 @@ class Redlock {
   }
 }
 
-module.exports = { Redlock, RelockError }
+module.exports = { Redlock, RelockError, Lock }

@@ -4,14 +4,17 @@
 //! (`ERR_RELOCK_…: what went wrong`); `index.js` turns that prefix into `error.code`, because
 //! napi-rs cannot give a rejected promise a custom code.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::within_runtime_if_available;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use crate::core::{self, validate, ClientOptions, RetryPolicy};
+use crate::core::{self, validate, AcquireOptions, ClientOptions, HeldLock, LostCallback, RetryPolicy};
 
 fn to_js(error: core::Error) -> napi::Error {
   let status = match error.kind() {
@@ -164,8 +167,150 @@ impl NativeClient {
     self.core.unlock(&key, &token).await.map_err(to_js)
   }
 
+  /// Ends pending calls, refuses new ones, and releases the locks held through handles.
   #[napi]
-  pub fn close(&self) {
-    self.core.close();
+  pub async fn close(&self) {
+    self.core.close().await;
+  }
+
+  /// Starts waiting for `key`; the wait runs in the Rust core until it succeeds, times out, is
+  /// cancelled through the returned request, or the client closes. `on_lost` is called with a
+  /// coded message if the lock is later lost.
+  #[napi]
+  pub fn begin_acquire(
+    &self,
+    key: String,
+    config: Option<AcquireConfig>,
+    on_lost: ThreadsafeFunction<String, (), String, Status, false, true>,
+  ) -> napi::Result<AcquireRequest> {
+    let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
+    let cancel = CancellationToken::new();
+    let client = self.core.clone();
+    let on_lost: LostCallback = Box::new(move |reason: &core::Error| {
+      on_lost.call(reason.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+    });
+    let outcome = within_runtime_if_available(|| {
+      tokio::spawn(client.begin_acquire(&key, options, cancel.clone(), on_lost))
+    });
+    Ok(AcquireRequest { cancel, outcome: Mutex::new(Some(outcome)) })
+  }
+}
+
+/// Settings of a blocking acquire; durations in milliseconds.
+#[napi(object)]
+#[derive(Default)]
+pub struct AcquireConfig {
+  /// Lease; the watchdog keeps renewing it while held. Default 30000.
+  pub ttl: Option<f64>,
+  /// How long to wait; `Infinity` waits without limit. Default 10000.
+  pub wait_timeout: Option<f64>,
+  /// First come, first served among waiters of all processes. Default false.
+  pub fair: Option<bool>,
+  /// Renew the lease from the native core while held. Default true.
+  pub watchdog: Option<bool>,
+  /// Cap on the total hold time: renewal stops after it and the lock expires. Default: none.
+  pub max_hold: Option<f64>,
+}
+
+pub const DEFAULT_ACQUIRE_TTL_MS: u64 = 30_000;
+pub const DEFAULT_WAIT_TIMEOUT_MS: u64 = 10_000;
+
+fn acquire_options(config: &AcquireConfig) -> core::Result<AcquireOptions> {
+  let ttl_ms = config.ttl.map_or(Ok(DEFAULT_ACQUIRE_TTL_MS), |v| validate::positive_millis("ttl", v))?;
+  let wait = match config.wait_timeout {
+    None => Some(Duration::from_millis(DEFAULT_WAIT_TIMEOUT_MS)),
+    Some(v) if v == f64::INFINITY => None,
+    Some(v) => Some(Duration::from_millis(validate::non_negative_millis("waitTimeout", v)?)),
+  };
+  let max_hold = match config.max_hold {
+    None => None,
+    Some(v) => Some(Duration::from_millis(validate::positive_millis("maxHold", v)?)),
+  };
+  Ok(AcquireOptions {
+    ttl_ms,
+    wait,
+    fair: config.fair.unwrap_or(false),
+    watchdog: config.watchdog.unwrap_or(true),
+    max_hold,
+  })
+}
+
+/// A wait for a lock in progress.
+#[napi]
+pub struct AcquireRequest {
+  cancel: CancellationToken,
+  outcome: Mutex<Option<JoinHandle<core::Result<Arc<HeldLock>>>>>,
+}
+
+#[napi]
+impl AcquireRequest {
+  /// Stops the wait; the outcome then rejects with `ABORT_ERR` (unless the lock came first).
+  #[napi]
+  pub fn cancel(&self) {
+    self.cancel.cancel();
+  }
+
+  #[napi]
+  pub async fn outcome(&self) -> napi::Result<NativeLock> {
+    let outcome = self.outcome.lock().expect("outcome lock").take();
+    let Some(outcome) = outcome else {
+      return Err(napi::Error::from_reason("ERR_RELOCK_INTERNAL: the outcome was already taken"));
+    };
+    match outcome.await {
+      Ok(result) => result.map(|held| NativeLock { held }).map_err(to_js),
+      Err(error) => Err(napi::Error::from_reason(format!("ERR_RELOCK_INTERNAL: the wait failed: {error}"))),
+    }
+  }
+}
+
+/// A lock held through a handle, renewed by the native watchdog.
+#[napi]
+pub struct NativeLock {
+  held: Arc<HeldLock>,
+}
+
+#[napi]
+impl NativeLock {
+  #[napi(getter)]
+  pub fn key(&self) -> String {
+    self.held.key().to_owned()
+  }
+
+  #[napi(getter)]
+  pub fn token(&self) -> String {
+    self.held.token().to_owned()
+  }
+
+  /// Fencing number: strictly greater than every fence handed out before for this key.
+  #[napi(getter)]
+  pub fn fence(&self) -> i64 {
+    self.held.fence()
+  }
+
+  #[napi]
+  pub fn is_valid(&self) -> bool {
+    self.held.is_valid()
+  }
+
+  #[napi]
+  pub fn remaining_ms(&self) -> f64 {
+    self.held.remaining().as_secs_f64() * 1000.0
+  }
+
+  /// The coded reason the lock was lost, or null while it is not.
+  #[napi(getter)]
+  pub fn lost_reason(&self) -> Option<String> {
+    self.held.lost_reason().map(|reason| reason.to_string())
+  }
+
+  #[napi]
+  pub async fn extend(&self, ttl: f64) -> napi::Result<()> {
+    let ttl_ms = validate::positive_millis("ttl", ttl).map_err(to_js)?;
+    self.held.extend(ttl_ms).await.map_err(to_js)
+  }
+
+  #[napi]
+  pub async fn release(&self) -> napi::Result<bool> {
+    self.held.release().await.map_err(to_js)
   }
 }

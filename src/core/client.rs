@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::core::acquire::{FairLines, Gates};
+use crate::core::notify::Notifications;
 
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::host::Host;
@@ -35,6 +39,11 @@ pub struct Client {
   hosts: Vec<Arc<Host>>,
   options: ClientOptions,
   closed: CancellationToken,
+  notifications: Arc<Notifications>,
+  gates: Gates,
+  fair_lines: FairLines,
+  /// Guardian tasks of held locks; `close` waits for them to release their locks.
+  guardians: TaskTracker,
 }
 
 impl Client {
@@ -56,7 +65,16 @@ impl Client {
         )));
       }
     }
-    Ok(Client { hosts, options, closed: CancellationToken::new() })
+    let notifications = Arc::new(Notifications::new(hosts.clone(), options.clone()));
+    Ok(Client {
+      hosts,
+      options,
+      closed: CancellationToken::new(),
+      notifications,
+      gates: Gates::default(),
+      fair_lines: FairLines::default(),
+      guardians: TaskTracker::new(),
+    })
   }
 
   pub fn options(&self) -> &ClientOptions {
@@ -71,9 +89,29 @@ impl Client {
     self.closed.is_cancelled()
   }
 
-  /// Ends every pending call of this client with [`ErrorKind::Closed`] and refuses new ones.
-  pub fn close(&self) {
+  /// Ends every pending call of this client with [`ErrorKind::Closed`], refuses new ones, and
+  /// releases the locks held through handles (each release bounded by the host timeouts).
+  pub async fn close(&self) {
     self.closed.cancel();
+    self.guardians.close();
+    self.guardians.wait().await;
+  }
+
+  pub fn notifications(&self) -> &Arc<Notifications> {
+    &self.notifications
+  }
+
+  pub fn gates(&self) -> &Gates {
+    &self.gates
+  }
+
+  pub fn fair_lines(&self) -> &FairLines {
+    &self.fair_lines
+  }
+
+  /// Runs a held lock's guardian task.
+  pub fn track(&self, guardian: impl Future<Output = ()> + Send + 'static) {
+    self.guardians.spawn(guardian);
   }
 
   pub fn closed_token(&self) -> &CancellationToken {
@@ -231,23 +269,24 @@ impl Client {
   pub async fn unlock(&self, key: &str, token: &str) -> Result<bool> {
     validate::key(key)?;
     validate::token(token)?;
-    self
-      .guarded(async {
-        let tally = self
-          .ask_each(key, token, |host, key, token| async move {
-            let keys = LockKeys::new(&key);
-            host.eval::<i64>(&RELEASE, &keys.all(), &[&&*token, &keys.channel]).await
-          })
-          .await;
-        if tally.has_quorum() {
-          return Ok(true);
-        }
-        if tally.refused() {
-          return Ok(false);
-        }
-        Err(tally.failure())
+    self.guarded(self.release_on_quorum(key, token)).await
+  }
+
+  /// `unlock` without the closed check: also used to clean up while closing.
+  pub async fn release_on_quorum(&self, key: &str, token: &str) -> Result<bool> {
+    let tally = self
+      .ask_each(key, token, |host, key, token| async move {
+        let keys = LockKeys::new(&key);
+        host.eval::<i64>(&RELEASE, &keys.all(), &[&&*token, &keys.channel]).await
       })
-      .await
+      .await;
+    if tally.has_quorum() {
+      return Ok(true);
+    }
+    if tally.refused() {
+      return Ok(false);
+    }
+    Err(tally.failure())
   }
 
   /// Polls every host with a script that answers 1 for "done" and 0 for "not ours".

@@ -1,14 +1,19 @@
 //! The lock algorithms, Redis scripts and connection handling. Nothing here knows about
 //! Node.js: the N-API binding in `crate::binding` maps these types to JavaScript.
 
+pub mod acquire;
 pub mod client;
 pub mod error;
+pub mod held;
 pub mod host;
+pub mod notify;
 pub mod options;
 pub mod quorum;
 pub mod scripts;
 pub mod validate;
 
+pub use acquire::AcquireOptions;
 pub use client::{new_token, Client, Lease};
+pub use held::{HeldLock, LostCallback};
 pub use error::{Error, ErrorKind, Result};
 pub use options::{ClientOptions, RetryPolicy};

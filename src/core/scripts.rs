@@ -12,6 +12,8 @@ pub static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!
 pub static ACQUIRE_FAIR: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/acquire_fair.lua")));
 pub static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+pub static RAISE_FENCE: LazyLock<Script> =
+  LazyLock::new(|| Script::new(include_str!("scripts/raise_fence.lua")));
 pub static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
 
 /// The side keys and channel that belong to one lock key.
@@ -88,6 +90,7 @@ mod tests {
       include_str!("scripts/acquire_fair.lua"),
       include_str!("scripts/extend.lua"),
       include_str!("scripts/release.lua"),
+      include_str!("scripts/raise_fence.lua"),
     ] {
       for line in source.lines().filter(|line| !line.trim_start().starts_with("--")) {
         if let Some(call) = line.find("redis.call('") {

@@ -1,0 +1,402 @@
+//! Blocking acquire: waiting for a lock until it is free, woken by release notifications, in
+//! arrival order within the process, and optionally first come, first served across processes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{oneshot, OwnedMutexGuard};
+use tokio_util::sync::CancellationToken;
+
+use crate::core::client::{new_token, Client};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::held::{Grant, HeldLock, LostCallback};
+use crate::core::notify::Subscription;
+use crate::core::quorum::{self, Vote};
+use crate::core::scripts::{LockKeys, ACQUIRE, ACQUIRE_FAIR, RAISE_FENCE};
+use crate::core::validate;
+
+/// A fair waiter that has not refreshed its place for this long is dropped from the queue, by
+/// Redis's clock. Waiters refresh three times per period.
+pub const FAIR_LIVENESS: Duration = Duration::from_millis(3000);
+/// Re-check interval when the holder's remaining ttl is unknown (a key without expiry, say).
+const UNKNOWN_TTL_RECHECK: Duration = Duration::from_millis(1000);
+
+#[derive(Debug, Clone)]
+pub struct AcquireOptions {
+  pub ttl_ms: u64,
+  /// How long to wait; `None` waits until the lock comes, the call is cancelled or the client
+  /// closes.
+  pub wait: Option<Duration>,
+  pub fair: bool,
+  pub watchdog: bool,
+  pub max_hold: Option<Duration>,
+}
+
+/// Waiters for the same key in one process line up here, so that only the first of them
+/// contends in Redis at a time.
+#[derive(Default)]
+pub struct Gates {
+  by_key: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A place in a key's local line; leaving it lets the next waiter go, and the last one to
+/// leave removes the line.
+struct Turn<'a> {
+  gates: &'a Gates,
+  key: &'a str,
+  gate: Option<Arc<tokio::sync::Mutex<()>>>,
+  guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Drop for Turn<'_> {
+  fn drop(&mut self) {
+    let mut by_key = self.gates.by_key.lock().expect("gates lock");
+    drop(self.guard.take());
+    drop(self.gate.take());
+    if by_key.get(self.key).is_some_and(|gate| Arc::strong_count(gate) == 1) {
+      by_key.remove(self.key);
+    }
+  }
+}
+
+impl Gates {
+  fn gate(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    self.by_key.lock().expect("gates lock").entry(key.to_owned()).or_default().clone()
+  }
+
+  /// Keys with local waiters; for tests of the clean-up.
+  pub fn len(&self) -> usize {
+    self.by_key.lock().expect("gates lock").len()
+  }
+
+  pub fn is_empty(&self) -> bool {
+    self.len() == 0
+  }
+}
+
+/// Fair waiters of one process join the Redis queue in the order their calls began: each waits
+/// for the one before it (on the same key) to have joined before it sends its own request, as
+/// concurrent requests could otherwise overtake each other on the way to Redis.
+#[derive(Default)]
+pub struct FairLines {
+  last_joined: Mutex<HashMap<String, (u64, oneshot::Receiver<()>)>>,
+  next_place: std::sync::atomic::AtomicU64,
+}
+
+struct Place {
+  id: u64,
+  predecessor: Option<oneshot::Receiver<()>>,
+  joined: Option<oneshot::Sender<()>>,
+}
+
+impl FairLines {
+  fn take_place(&self, key: &str) -> Place {
+    let id = self.next_place.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (joined, joined_signal) = oneshot::channel();
+    let predecessor = self
+      .last_joined
+      .lock()
+      .expect("fair lines lock")
+      .insert(key.to_owned(), (id, joined_signal))
+      .map(|(_, signal)| signal);
+    Place { id, predecessor, joined: Some(joined) }
+  }
+
+  /// Lets the next waiter go (also when this one gave up before joining).
+  fn joined(&self, key: &str, place: &mut Place) {
+    drop(place.joined.take());
+    let mut last = self.last_joined.lock().expect("fair lines lock");
+    if last.get(key).is_some_and(|(id, _)| *id == place.id) {
+      last.remove(key);
+    }
+  }
+}
+
+/// The reasons a wait ends without the lock.
+struct Stop<'a> {
+  key: &'a str,
+  cancel: CancellationToken,
+  closed: CancellationToken,
+  started: Instant,
+  deadline: Option<Instant>,
+}
+
+impl Stop<'_> {
+  fn check(&self, last_failure: Option<&Error>) -> Result<()> {
+    if self.closed.is_cancelled() {
+      return Err(Error::closed());
+    }
+    if self.cancel.is_cancelled() {
+      return Err(Error::new(ErrorKind::Aborted, format!("the wait for '{}' was aborted", self.key)));
+    }
+    if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+      let waited = self.started.elapsed().as_millis();
+      let cause = last_failure.map(|e| format!("; last failure: {e}")).unwrap_or_default();
+      return Err(Error::new(
+        ErrorKind::WaitTimeout,
+        format!("'{}' was not acquired within the wait timeout ({waited} ms){cause}", self.key),
+      ));
+    }
+    Ok(())
+  }
+
+  /// Waits for `wake` until a stop reason or the deadline comes.
+  async fn until<T>(&self, wake: impl std::future::Future<Output = T>, last_failure: Option<&Error>) -> Result<T> {
+    let deadline = self.deadline.map(tokio::time::Instant::from);
+    let result = tokio::select! {
+      biased;
+      _ = self.closed.cancelled() => None,
+      _ = self.cancel.cancelled() => None,
+      _ = async { match deadline { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => None,
+      value = wake => Some(value),
+    };
+    match result {
+      Some(value) => Ok(value),
+      None => self.check(last_failure).map(|()| unreachable!("a stop reason fired")),
+    }
+  }
+}
+
+enum Try {
+  Taken(Grant),
+  /// Held by another; when to look again at the latest.
+  Busy(Duration),
+}
+
+impl Client {
+  /// Waits until `key` is acquired for this caller, then hands it to a guardian task that
+  /// renews it (with the watchdog on) and reports its loss through `on_lost`.
+  pub async fn acquire(
+    self: &Arc<Self>,
+    key: &str,
+    options: AcquireOptions,
+    cancel: CancellationToken,
+    on_lost: LostCallback,
+  ) -> Result<Arc<HeldLock>> {
+    self.begin_acquire(key, options, cancel, on_lost).await
+  }
+
+  /// As [`Client::acquire`], split at the moment the call begins: the checks and the place
+  /// among this process's fair waiters are taken now, the waiting happens in the returned
+  /// future.
+  pub fn begin_acquire(
+    self: &Arc<Self>,
+    key: &str,
+    options: AcquireOptions,
+    cancel: CancellationToken,
+    on_lost: LostCallback,
+  ) -> impl std::future::Future<Output = Result<Arc<HeldLock>>> + Send + 'static {
+    let client = self.clone();
+    let key = key.to_owned();
+    let checked = validate::key(&key).and_then(|()| {
+      if client.is_closed() {
+        return Err(Error::closed());
+      }
+      if options.fair && client.hosts().len() > 1 {
+        return Err(Error::new(
+          ErrorKind::Unsupported,
+          "fair: true needs a single Redis host; over several hosts (Redlock) no single queue can order waiters",
+        ));
+      }
+      Ok(options.fair.then(|| client.fair_lines().take_place(&key)))
+    });
+    async move {
+      let place = checked?;
+      let started = Instant::now();
+      let stop = Stop {
+        key: &key,
+        cancel,
+        closed: client.closed_token().clone(),
+        started,
+        deadline: options.wait.map(|wait| started + wait),
+      };
+      let keys = LockKeys::new(&key);
+      let token = new_token();
+      let outcome = match place {
+        Some(place) => client.wait_fairly(&keys, &token, &options, &stop, place).await,
+        None => client.wait_in_line(&keys, &token, &options, &stop).await,
+      };
+      match outcome {
+        Ok(grant) => Ok(HeldLock::start(client.clone(), grant, started, on_lost)),
+        Err(error) => {
+          if options.fair {
+            // Leave the queue, and pass the lock on if a release handed it to us meanwhile.
+            let _ = client.release_on_quorum(&key, &token).await;
+          }
+          Err(error)
+        }
+      }
+    }
+  }
+
+  async fn wait_in_line(&self, keys: &LockKeys, token: &str, options: &AcquireOptions, stop: &Stop<'_>) -> Result<Grant> {
+    let gate = self.gates().gate(&keys.lock);
+    let mut turn = Turn { gates: self.gates(), key: &keys.lock, gate: Some(gate.clone()), guard: None };
+    turn.guard = Some(stop.until(gate.lock_owned(), None).await?);
+    let mut subscription = self.notifications().subscribe(&keys.channel).await;
+    let mut last_failure = None;
+    loop {
+      stop.check(last_failure.as_ref())?;
+      let recheck = match self.try_acquire(keys, token, options).await {
+        Ok(Try::Taken(grant)) => return Ok(grant),
+        Ok(Try::Busy(recheck)) => recheck,
+        Err(error) if is_transient(&error) => {
+          last_failure = Some(error);
+          self.options().retry.pause()
+        }
+        Err(error) => return Err(error),
+      };
+      stop.until(released_or(&mut subscription, recheck, token), last_failure.as_ref()).await?;
+    }
+  }
+
+  /// One attempt over all hosts with the fencing script.
+  async fn try_acquire(&self, keys: &LockKeys, token: &str, options: &AcquireOptions) -> Result<Try> {
+    let started = Instant::now();
+    let ttl_ms = options.ttl_ms;
+    let (lock, fence): (Arc<str>, Arc<str>) = (Arc::from(keys.lock.as_str()), Arc::from(keys.fence.as_str()));
+    let shared_token: Arc<str> = Arc::from(token);
+    let tally = quorum::poll(self.hosts(), |host| {
+      let (lock, fence, token) = (lock.clone(), fence.clone(), shared_token.clone());
+      async move {
+        match host.eval::<Vec<i64>>(&ACQUIRE, &[&lock, &fence], &[&&*token, &ttl_ms]).await {
+          Ok(reply) if reply.first() == Some(&1) => Vote::Yes(reply.get(1).copied().unwrap_or(0)),
+          Ok(reply) => Vote::No(reply.get(1).copied().unwrap_or(-1)),
+          Err(error) => Vote::Failed(error),
+        }
+      }
+    })
+    .await;
+    let fences: Vec<(usize, i64)> = tally.yes.clone();
+    let holder_ttl = tally.holder_ttl_ms;
+    match self.settle(&keys.lock, token, ttl_ms, started, tally).await? {
+      Some(lease) => {
+        let fence = self.agree_on_fence(keys, &fences).await;
+        Ok(Try::Taken(Grant {
+          key: keys.lock.clone(),
+          token: lease.token,
+          fence,
+          ttl_ms,
+          valid_until: lease.valid_until,
+          watchdog: options.watchdog,
+          max_hold: options.max_hold,
+        }))
+      }
+      None => Ok(Try::Busy(recheck_after(holder_ttl))),
+    }
+  }
+
+  /// The fencing number of a lock taken on several hosts: the highest one any of them gave,
+  /// written back to the hosts that gave less, so that the next holder's majority (which
+  /// shares a host with this one) counts on from it.
+  async fn agree_on_fence(&self, keys: &LockKeys, fences: &[(usize, i64)]) -> i64 {
+    let highest = fences.iter().map(|(_, fence)| *fence).max().unwrap_or(0);
+    let behind = fences.iter().filter(|(_, fence)| *fence < highest).map(|(index, _)| &self.hosts()[*index]);
+    futures_util::future::join_all(behind.map(|host| async move {
+      let _: Result<i64> = host.eval(&RAISE_FENCE, &[&keys.fence], &[&highest]).await;
+    }))
+    .await;
+    highest
+  }
+
+  async fn wait_fairly(
+    &self,
+    keys: &LockKeys,
+    token: &str,
+    options: &AcquireOptions,
+    stop: &Stop<'_>,
+    mut place: Place,
+  ) -> Result<Grant> {
+    let host = self.hosts()[0].clone();
+    let mut subscription = self.notifications().subscribe(&keys.channel).await;
+    if let Some(predecessor) = place.predecessor.take() {
+      let waited = stop.until(predecessor, None).await;
+      if waited.is_err() {
+        self.fair_lines().joined(&keys.lock, &mut place);
+      }
+      let _joined_or_gave_up = waited?;
+    }
+    let liveness_ms = FAIR_LIVENESS.as_millis() as u64;
+    let heartbeat = FAIR_LIVENESS / 3;
+    let mut last_failure = None;
+    loop {
+      stop.check(last_failure.as_ref())?;
+      let sent = Instant::now();
+      let reply = host.eval::<Vec<i64>>(&ACQUIRE_FAIR, &keys.all(), &[&token, &options.ttl_ms, &liveness_ms]).await;
+      if place.joined.is_some() {
+        self.fair_lines().joined(&keys.lock, &mut place);
+      }
+      let recheck = match reply {
+        Ok(reply) if reply.first() == Some(&1) => {
+          let (fence, remaining_ms) = (reply.get(1).copied().unwrap_or(0), reply.get(2).copied().unwrap_or(0));
+          let remaining = Duration::from_millis(remaining_ms.max(0) as u64);
+          // The ttl counts from when Redis set the key, at the latest when the reply was made:
+          // counting from `sent` is on the safe side.
+          let drift = Duration::from_millis(options.ttl_ms).mul_f64(self.options().drift_factor) + Duration::from_millis(2);
+          match remaining.checked_sub(drift) {
+            Some(left) if !left.is_zero() => {
+              return Ok(Grant {
+                key: keys.lock.clone(),
+                token: token.to_owned(),
+                fence,
+                ttl_ms: options.ttl_ms,
+                valid_until: sent + left,
+                watchdog: options.watchdog,
+                max_hold: options.max_hold,
+              })
+            }
+            _ => {
+              // Handed over with no time left: give it up and queue again.
+              let _ = self.release_on_quorum(&keys.lock, token).await;
+              Duration::ZERO
+            }
+          }
+        }
+        Ok(reply) => recheck_after(reply.get(1).copied().filter(|ttl| *ttl >= 0)).min(heartbeat),
+        Err(error) if is_transient(&error) => {
+          last_failure = Some(error);
+          self.options().retry.pause().min(heartbeat)
+        }
+        Err(error) => return Err(error),
+      };
+      stop.until(released_or(&mut subscription, recheck, token), last_failure.as_ref()).await?;
+    }
+  }
+}
+
+fn is_transient(error: &Error) -> bool {
+  matches!(
+    error.kind(),
+    ErrorKind::NoQuorum | ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::ValidityExpired
+  )
+}
+
+/// When to look again at a lock whose holder has `holder_ttl_ms` left: right when it expires
+/// (plus a little jitter so that waiters of several processes do not come at once), in case
+/// it is never released.
+fn recheck_after(holder_ttl_ms: Option<i64>) -> Duration {
+  match holder_ttl_ms {
+    Some(ttl) if ttl >= 0 => Duration::from_millis(ttl as u64 + fastrand::u64(1..=5)),
+    _ => UNKNOWN_TTL_RECHECK,
+  }
+}
+
+/// Waits until a release of the lock is announced (free, or handed to `token`) or `recheck`
+/// has passed, whichever comes first.
+async fn released_or(subscription: &mut Subscription, recheck: Duration, token: &str) {
+  let timer = tokio::time::sleep(recheck);
+  tokio::pin!(timer);
+  loop {
+    tokio::select! {
+      _ = &mut timer => return,
+      message = subscription.receiver.recv() => match message {
+        Ok(new_holder) if new_holder.is_empty() || &*new_holder == token => return,
+        Ok(_) => continue,
+        Err(RecvError::Lagged(_)) => return,
+        Err(RecvError::Closed) => return (&mut timer).await,
+      },
+    }
+  }
+}

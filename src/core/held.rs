@@ -1,0 +1,274 @@
+//! A lock held through a handle: its lease, the watchdog that renews it, and the loud report
+//! when it is lost.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::core::client::Client;
+use crate::core::error::{Error, ErrorKind, Result};
+
+/// Called once, from a tokio thread, when a held lock is lost (or ended by `close`).
+pub type LostCallback = Box<dyn Fn(&Error) + Send + Sync>;
+
+/// Renewal starts this long after the previous one, as a share of the ttl.
+const RENEW_EVERY: f64 = 1.0 / 3.0;
+/// After a failed renewal, the next try comes this soon (or sooner if the lease runs out).
+const RETRY_RENEWAL_AFTER: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+  Held,
+  Released,
+  Lost,
+}
+
+struct State {
+  phase: Phase,
+  valid_until: Instant,
+  ttl_ms: u64,
+  lost: Option<Error>,
+}
+
+pub struct HeldLock {
+  client: Arc<Client>,
+  key: String,
+  token: String,
+  fence: i64,
+  watchdog: bool,
+  hold_until: Option<Instant>,
+  state: Mutex<State>,
+  changed: Notify,
+  released: CancellationToken,
+  on_lost: LostCallback,
+}
+
+pub struct Grant {
+  pub key: String,
+  pub token: String,
+  pub fence: i64,
+  pub ttl_ms: u64,
+  pub valid_until: Instant,
+  pub watchdog: bool,
+  pub max_hold: Option<Duration>,
+}
+
+impl HeldLock {
+  /// Wraps a freshly taken lock and starts its guardian task (the watchdog when enabled; in
+  /// any case the task that reports expiry and ends the lock at `close`).
+  pub fn start(client: Arc<Client>, grant: Grant, acquired_at: Instant, on_lost: LostCallback) -> Arc<HeldLock> {
+    let held = Arc::new(HeldLock {
+      key: grant.key,
+      token: grant.token,
+      fence: grant.fence,
+      watchdog: grant.watchdog,
+      hold_until: grant.max_hold.map(|hold| acquired_at + hold),
+      state: Mutex::new(State { phase: Phase::Held, valid_until: grant.valid_until, ttl_ms: grant.ttl_ms, lost: None }),
+      changed: Notify::new(),
+      released: CancellationToken::new(),
+      on_lost,
+      client: client.clone(),
+    });
+    client.track(guard(held.clone()));
+    held
+  }
+
+  pub fn key(&self) -> &str {
+    &self.key
+  }
+
+  pub fn token(&self) -> &str {
+    &self.token
+  }
+
+  pub fn fence(&self) -> i64 {
+    self.fence
+  }
+
+  /// True while the lock is held and its lease has not run out, by the monotonic clock; no
+  /// Redis round trip.
+  pub fn is_valid(&self) -> bool {
+    let state = self.state.lock().expect("lock state");
+    state.phase == Phase::Held && Instant::now() < state.valid_until
+  }
+
+  /// Time left on the lease (zero once lost, released or expired).
+  pub fn remaining(&self) -> Duration {
+    let state = self.state.lock().expect("lock state");
+    match state.phase {
+      Phase::Held => state.valid_until.saturating_duration_since(Instant::now()),
+      _ => Duration::ZERO,
+    }
+  }
+
+  /// Why the lock was lost, once it is.
+  pub fn lost_reason(&self) -> Option<Error> {
+    self.state.lock().expect("lock state").lost.clone()
+  }
+
+  /// Renews the lease to `ttl_ms` now; later watchdog renewals use the new ttl too.
+  pub async fn extend(&self, ttl_ms: u64) -> Result<()> {
+    self.ensure_held()?;
+    match self.client.extend(&self.key, &self.token, ttl_ms).await {
+      Ok(Some(valid_until)) => {
+        let mut state = self.state.lock().expect("lock state");
+        if state.phase == Phase::Held {
+          state.valid_until = valid_until;
+          state.ttl_ms = ttl_ms;
+        }
+        drop(state);
+        self.changed.notify_one();
+        Ok(())
+      }
+      Ok(None) => Err(self.lose(self.not_held_error())),
+      Err(error) => Err(error),
+    }
+  }
+
+  /// Releases the lock. `Ok(true)`: released now; `Ok(false)`: it had been released before.
+  /// A lost lock is reported as [`ErrorKind::LockLost`] (once; later calls answer `Ok(false)`).
+  pub async fn release(&self) -> Result<bool> {
+    {
+      let mut state = self.state.lock().expect("lock state");
+      match state.phase {
+        Phase::Released => return Ok(false),
+        Phase::Lost => {
+          state.phase = Phase::Released;
+          return Err(state.lost.clone().expect("a lost lock has a reason"));
+        }
+        Phase::Held => state.phase = Phase::Released,
+      }
+    }
+    self.released.cancel();
+    match self.client.unlock(&self.key, &self.token).await {
+      Ok(true) => Ok(true),
+      Ok(false) => Err(self.not_held_error()),
+      Err(error) => Err(error),
+    }
+  }
+
+  fn ensure_held(&self) -> Result<()> {
+    let state = self.state.lock().expect("lock state");
+    match state.phase {
+      Phase::Held => Ok(()),
+      Phase::Released => Err(Error::new(ErrorKind::LockLost, format!("the lock on '{}' was already released", self.key))),
+      Phase::Lost => Err(state.lost.clone().expect("a lost lock has a reason")),
+    }
+  }
+
+  fn not_held_error(&self) -> Error {
+    Error::new(
+      ErrorKind::LockLost,
+      format!("the lock on '{}' is no longer held: it expired or was taken over", self.key),
+    )
+  }
+
+  /// Marks the lock lost (once) and tells the owner; returns the reason.
+  fn lose(&self, reason: Error) -> Error {
+    let mut state = self.state.lock().expect("lock state");
+    if state.phase != Phase::Held {
+      return state.lost.clone().unwrap_or(reason);
+    }
+    state.phase = Phase::Lost;
+    state.lost = Some(reason.clone());
+    drop(state);
+    self.released.cancel();
+    (self.on_lost)(&reason);
+    reason
+  }
+
+  /// When the guardian should next act, and whether that is a renewal.
+  fn next_step(&self) -> Option<(Instant, bool)> {
+    let state = self.state.lock().expect("lock state");
+    if state.phase != Phase::Held {
+      return None;
+    }
+    let now = Instant::now();
+    let renewal_due = state.valid_until.checked_sub(Duration::from_millis(state.ttl_ms).mul_f64(1.0 - RENEW_EVERY));
+    let may_renew = self.watchdog && self.hold_until.is_none_or(|until| now < until);
+    match renewal_due {
+      Some(due) if may_renew => Some((due.min(state.valid_until), true)),
+      _ if may_renew => Some((now, true)),
+      _ => Some((state.valid_until, false)),
+    }
+  }
+
+  async fn renew(&self) -> std::result::Result<(), Error> {
+    let ttl_ms = {
+      let state = self.state.lock().expect("lock state");
+      let ttl = state.ttl_ms;
+      match self.hold_until {
+        Some(until) => ttl.min(until.saturating_duration_since(Instant::now()).as_millis() as u64).max(1),
+        None => ttl,
+      }
+    };
+    match self.client.extend(&self.key, &self.token, ttl_ms).await {
+      Ok(Some(valid_until)) => {
+        let mut state = self.state.lock().expect("lock state");
+        if state.phase == Phase::Held {
+          state.valid_until = valid_until;
+        }
+        Ok(())
+      }
+      Ok(None) => Err(self.not_held_error()),
+      Err(error) => {
+        let expired = Instant::now() >= self.state.lock().expect("lock state").valid_until;
+        if expired {
+          Err(Error::new(
+            ErrorKind::LockLost,
+            format!("the lock on '{}' ran out while it could not be renewed: {error}", self.key),
+          ))
+        } else {
+          Ok(())
+        }
+      }
+    }
+  }
+}
+
+/// The guardian of one held lock: renews it while the watchdog is on, reports it lost when a
+/// renewal finds it gone or its lease runs out, and releases it when the client closes.
+async fn guard(held: Arc<HeldLock>) {
+  let closed = held.client.closed_token().clone();
+  loop {
+    let Some((at, renew)) = held.next_step() else { return };
+    tokio::select! {
+      _ = held.released.cancelled() => return,
+      _ = closed.cancelled() => {
+        let reason = Error::new(ErrorKind::Closed, format!("the client was closed while holding '{}'", held.key));
+        if held.lose(reason).kind() == ErrorKind::Closed {
+          let _ = held.client.release_on_quorum(&held.key, &held.token).await;
+        }
+        return;
+      }
+      _ = held.changed.notified() => continue,
+      _ = tokio::time::sleep_until(at.into()) => {}
+    }
+    if !renew {
+      let reason = match held.hold_until {
+        Some(until) if Instant::now() >= until => Error::new(
+          ErrorKind::LockLost,
+          format!("the lock on '{}' reached its maxHold and was left to expire", held.key),
+        ),
+        _ => Error::new(ErrorKind::LockLost, format!("the lease on '{}' ran out without renewal", held.key)),
+      };
+      held.lose(reason);
+      return;
+    }
+    let renewed_at = Instant::now();
+    match held.renew().await {
+      Ok(()) => {
+        // A failed renewal that left time on the lease is retried soon, not at the next third.
+        if held.next_step().is_some_and(|(at, _)| at <= renewed_at) {
+          tokio::time::sleep(RETRY_RENEWAL_AFTER).await;
+        }
+      }
+      Err(reason) => {
+        held.lose(reason);
+        return;
+      }
+    }
+  }
+}
