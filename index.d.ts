@@ -49,6 +49,44 @@ export interface LockWithValidity {
   validity: number
 }
 
+/** Settings of a blocking `acquire`; all durations in milliseconds. */
+export interface AcquireOptions {
+  /** Lease. The native watchdog keeps renewing it while the lock is held. Default 30000. */
+  ttl?: number
+  /** How long to wait for the lock; `Infinity` waits without limit. Default 10000. */
+  waitTimeout?: number
+  /** First come, first served among the waiters of all processes (one Redis host only). Default false. */
+  fair?: boolean
+  /** Stop waiting when this signal aborts (rejects with an `AbortError`, code `ABORT_ERR`). */
+  signal?: AbortSignal
+  /** Renew the lease from the native core every ttl/3 while held. Default true. */
+  watchdog?: boolean
+  /** Cap on the total hold time: renewal stops after it and the lock expires. Default: none. */
+  maxHold?: number
+  /** Called once if the lock is lost (code `ERR_RELOCK_LOCK_LOST`, or `ERR_RELOCK_CLOSED` when the client closes). */
+  onLost?: (reason: RelockError) => void
+}
+
+/** A held lock, renewed by the native watchdog until released. */
+export declare class Lock {
+  private constructor()
+  readonly key: string
+  readonly token: string
+  /** Fencing number: strictly greater than every fence handed out before for this key. */
+  readonly fence: number
+  /** Aborts, with a `RelockError` as its reason, when the lock is lost. */
+  readonly signal: AbortSignal
+  /** True while held and within its lease; answered from native state, without a round trip. */
+  isValid(): boolean
+  /** Milliseconds left on the lease; 0 once released or lost. */
+  remainingMs(): number
+  /** Renews the lease to `ttl` ms now; later renewals use the new ttl. */
+  extend(ttl: number): Promise<void>
+  /** Releases the lock: true if this call released it, false if it was released before; rejects with `ERR_RELOCK_LOCK_LOST` if it had been lost. */
+  release(): Promise<boolean>
+  [Symbol.asyncDispose](): Promise<void>
+}
+
 export declare class Redlock {
   /**
    * @param urls One Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://…`,
@@ -67,6 +105,14 @@ export declare class Redlock {
   extend(key: string, token: string, ttl: number): Promise<boolean>
   /** Releases the lock if `token` holds it. */
   unlock(key: string, token: string): Promise<boolean>
-  /** Ends pending calls with `ERR_RELOCK_CLOSED` and refuses new ones. */
+  /** Waits until `key` is free and takes it; the native watchdog renews it while held. */
+  acquire(key: string, options?: AcquireOptions): Promise<Lock>
+  /**
+   * Runs `fn` while holding `key` and releases it afterwards. Inside `fn`, a nested `using` or
+   * `acquire` of the same key in the same async call chain re-enters at once.
+   */
+  using<T>(key: string, fn: (lock: Lock) => T | Promise<T>): Promise<T>
+  using<T>(key: string, options: AcquireOptions | undefined, fn: (lock: Lock) => T | Promise<T>): Promise<T>
+  /** Ends pending calls and waits with `ERR_RELOCK_CLOSED`, refuses new ones, and releases the locks held through handles. */
   close(): Promise<void>
 }

@@ -1,7 +1,7 @@
 // Compiled with `tsc --noEmit --strict` by the test command: every exported name, used as
 // the README shows it. It is type-checked, not run.
-import { Redlock, RelockError } from '..'
-import type { LockWithValidity, RedlockOptions, RelockErrorCode, RetryOptions } from '..'
+import { Lock, Redlock, RelockError } from '..'
+import type { AcquireOptions, LockWithValidity, RedlockOptions, RelockErrorCode, RetryOptions } from '..'
 
 async function example(): Promise<void> {
   const options: RedlockOptions = { connectTimeout: 2000, commandTimeout: 1000, driftFactor: 0.01, retryCount: 3, retryDelay: 50, retryJitter: 50, retryTimeout: 1000 }
@@ -25,6 +25,27 @@ async function example(): Promise<void> {
       console.log(code, error.message)
     }
   }
+  const controller = new AbortController()
+  const acquireOptions: AcquireOptions = {
+    ttl: 30_000,
+    waitTimeout: Infinity,
+    fair: true,
+    signal: controller.signal,
+    watchdog: true,
+    maxHold: 60_000,
+    onLost: (reason: RelockError) => console.error(reason.code),
+  }
+  const lock: Lock = await locks.acquire('order:42', acquireOptions)
+  const fence: number = lock.fence
+  const valid: boolean = lock.isValid()
+  const left: number = lock.remainingMs()
+  lock.signal.addEventListener('abort', () => console.log(lock.key, lock.token))
+  await lock.extend(60_000)
+  const releasedNow: boolean = await lock.release()
+  await lock[Symbol.asyncDispose]()
+  const total: number = await locks.using('order:42', { ttl: 5_000 }, async (held: Lock) => held.fence + fence)
+  const plain: string = await locks.using('order:42', () => 'done')
+  void [valid, left, releasedNow, total, plain]
   const closed: boolean = locks.closed
   void [hosts, closed]
   await locks.close()

@@ -11,7 +11,7 @@ function runWorkers(fixture, count, args) {
     Array.from({ length: count }, (_, index) => new Promise((resolve, reject) => {
       const child = fork(script, [...args, String(index)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
       let message
-      child.on('message', (m) => { message = m })
+      child.on('message', (m) => { if (m && m.records) message = m })
       child.on('error', reject)
       child.on('exit', (code) => (code === 0 ? resolve(message) : reject(new Error(`${fixture} worker ${index} exited with ${code}`))))
     })),

@@ -45,6 +45,12 @@ pub struct HeldLock {
   on_lost: LostCallback,
 }
 
+impl std::fmt::Debug for HeldLock {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("HeldLock").field("key", &self.key).field("fence", &self.fence).field("valid", &self.is_valid()).finish()
+  }
+}
+
 pub struct Grant {
   pub key: String,
   pub token: String,
