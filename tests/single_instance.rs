@@ -121,7 +121,7 @@ async fn retries_are_bounded_by_count_and_time() {
 async fn closing_ends_calls_with_the_closed_error() {
   let server = RedisServer::start();
   let client = Client::new(&[server.url()], options()).unwrap();
-  client.close();
+  client.close().await;
   assert_eq!(client.lock("c", 1000, &once()).await.unwrap_err().kind(), ErrorKind::Closed);
   assert_eq!(server.cli(&["EXISTS", "c"]).unwrap().trim(), "0");
 }
