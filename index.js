@@ -178,8 +178,14 @@ async function call(fn) {
   }
 }
 
+// Clients with calls in flight stay reachable until those calls settle, although the native
+// side refers to them only weakly (a strong reference would keep every client alive forever).
+const clientsWithCallsInFlight = new Set()
+
 class Redlock {
   #native
+  #calls = new Map()
+  #nextCallId = 0
 
   /**
    * @param {string | string[]} urls one Redis URL, or several independent masters (Redlock)
@@ -191,11 +197,41 @@ class Redlock {
       throw invalid(`urls must be a Redis URL string or a non-empty array of them, got ${describe(urls)}`)
     }
     expectOptions('options', options, CLIENT_OPTIONS)
+    const self = new WeakRef(this)
     try {
-      this.#native = new NativeClient(list, options ?? undefined)
+      this.#native = new NativeClient(list, options ?? undefined, () => self.deref()?.#settleCompleted())
     } catch (error) {
       throw toRelockError(error)
     }
+  }
+
+  // Starts a native call whose result comes back through #settleCompleted, in a batch with the
+  // other results that finished meanwhile.
+  #start(method, ...args) {
+    return new Promise((resolve, reject) => {
+      const id = (this.#nextCallId = (this.#nextCallId + 1) >>> 0)
+      try {
+        this.#native[method](id, ...args)
+      } catch (error) {
+        reject(toRelockError(error))
+        return
+      }
+      if (this.#calls.size === 0) clientsWithCallsInFlight.add(this)
+      this.#calls.set(id, { resolve, reject })
+    })
+  }
+
+  #settleCompleted() {
+    const records = this.#native.takeCompleted()
+    for (let at = 0; at < records.length; at += 4) {
+      const id = records[at]
+      const call = this.#calls.get(id)
+      this.#calls.delete(id)
+      if (!records[at + 1]) call.reject(toRelockError(new Error(records[at + 2])))
+      else if (records[at + 3] !== undefined) call.resolve({ token: records[at + 2], validity: records[at + 3] })
+      else call.resolve(records[at + 2])
+    }
+    if (this.#calls.size === 0) clientsWithCallsInFlight.delete(this)
   }
 
   /** Redis hosts by address, without credentials. */
@@ -208,36 +244,44 @@ class Redlock {
   }
 
   lock(key, ttl, options) {
-    return call(() => {
+    try {
       expectString('key', key)
       expectNumber('ttl', ttl)
-      return this.#native.lock(key, ttl, expectOptions('options', options, LOCK_OPTIONS))
-    })
+      return this.#start('lock', key, ttl, expectOptions('options', options, LOCK_OPTIONS))
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   lockWithValidity(key, ttl, options) {
-    return call(() => {
+    try {
       expectString('key', key)
       expectNumber('ttl', ttl)
-      return this.#native.lockWithValidity(key, ttl, expectOptions('options', options, LOCK_OPTIONS))
-    })
+      return this.#start('lockWithValidity', key, ttl, expectOptions('options', options, LOCK_OPTIONS))
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   extend(key, token, ttl) {
-    return call(() => {
+    try {
       expectString('key', key)
       expectString('token', token)
       expectNumber('ttl', ttl)
-      return this.#native.extend(key, token, ttl)
-    })
+      return this.#start('extend', key, token, ttl)
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   unlock(key, token) {
-    return call(() => {
+    try {
       expectString('key', key)
       expectString('token', token)
-      return this.#native.unlock(key, token)
-    })
+      return this.#start('unlock', key, token)
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   /**

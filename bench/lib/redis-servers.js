@@ -38,7 +38,7 @@ function answersPing(port) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-async function startServer() {
+async function startServerOnce() {
   const port = await freePort()
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relock-bench-redis-'))
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
@@ -53,6 +53,17 @@ async function startServer() {
   }
   stopServer(server)
   throw new Error(`redis-server did not start on port ${port}: ${failure ? failure.message : 'no answer to PING'}`)
+}
+
+// The free port can be taken by someone else before redis-server binds it: try another.
+async function startServer() {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startServerOnce()
+    } catch (error) {
+      if (attempt === 3) throw error
+    }
+  }
 }
 
 function stopServer(server) {

@@ -4,10 +4,13 @@
 //! (`ERR_RELOCK_…: what went wrong`); `index.js` turns that prefix into `error.code`, because
 //! napi-rs cannot give a rejected promise a custom code.
 
+mod completions;
+
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use napi::bindgen_prelude::within_runtime_if_available;
+use napi::bindgen_prelude::{within_runtime_if_available, Array, Env};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
@@ -15,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::{self, validate, AcquireOptions, ClientOptions, HeldLock, LostCallback, RetryPolicy};
+use completions::{Completions, Outcome, Wake};
 
 fn to_js(error: core::Error) -> napi::Error {
   let status = match error.kind() {
@@ -95,27 +99,21 @@ fn retry_policy(config: &LockConfig, defaults: &RetryPolicy) -> core::Result<Ret
   })
 }
 
-/// A lock and how long it is safe to rely on.
-#[napi(object)]
-pub struct LockWithValidity {
-  pub token: String,
-  /// Milliseconds left before the lock may expire on some host (ttl less elapsed time and
-  /// clock-drift margin), measured when the answer was made.
-  pub validity: f64,
-}
-
 #[napi(js_name = "NativeClient")]
 pub struct NativeClient {
   core: Arc<core::Client>,
+  completions: Arc<Completions>,
 }
 
 #[napi]
 impl NativeClient {
+  /// `on_completed` is called, without arguments, whenever results of `lock`, `unlock`,
+  /// `extend` or `lockWithValidity` are waiting in `takeCompleted()`.
   #[napi(constructor)]
-  pub fn new(urls: Vec<String>, config: Option<ClientConfig>) -> napi::Result<Self> {
+  pub fn new(urls: Vec<String>, config: Option<ClientConfig>, on_completed: Wake) -> napi::Result<Self> {
     let options = client_options(&config.unwrap_or_default()).map_err(to_js)?;
     let client = within_runtime_if_available(|| core::Client::new(&urls, options)).map_err(to_js)?;
-    Ok(NativeClient { core: Arc::new(client) })
+    Ok(NativeClient { core: Arc::new(client), completions: Arc::new(Completions::new(on_completed)) })
   }
 
   /// Number of Redis hosts (1 for a single instance, N for Redlock).
@@ -135,36 +133,69 @@ impl NativeClient {
     self.core.is_closed()
   }
 
-  #[napi]
-  pub async fn lock(&self, key: String, ttl: f64, retry: Option<LockConfig>) -> napi::Result<Option<String>> {
-    Ok(self.lock_with_validity(key, ttl, retry).await?.map(|lease| lease.token))
+  /// The results of finished calls, as flat `[id, ok, value, extra]` records.
+  #[napi(ts_return_type = "Array<number | boolean | string | null | undefined>")]
+  pub fn take_completed<'env>(&self, env: &'env Env) -> napi::Result<Array<'env>> {
+    self.completions.take(env)
   }
 
+  /// Starts `lock`; its result arrives under `id`: the token, or null.
   #[napi]
-  pub async fn lock_with_validity(
-    &self,
-    key: String,
-    ttl: f64,
-    retry: Option<LockConfig>,
-  ) -> napi::Result<Option<LockWithValidity>> {
+  pub fn lock(&self, env: Env, id: u32, key: String, ttl: f64, retry: Option<LockConfig>) -> napi::Result<()> {
+    let (ttl_ms, retry) = self.lock_arguments(ttl, retry)?;
+    let core = self.core.clone();
+    self.start(&env, id, async move {
+      core.lock(&key, ttl_ms, &retry).await.map(|lease| Outcome::Token(lease.map(|lease| lease.token)))
+    });
+    Ok(())
+  }
+
+  /// Starts `lockWithValidity`; its result arrives under `id`: the token and the validity in
+  /// ms, or null.
+  #[napi]
+  pub fn lock_with_validity(&self, env: Env, id: u32, key: String, ttl: f64, retry: Option<LockConfig>) -> napi::Result<()> {
+    let (ttl_ms, retry) = self.lock_arguments(ttl, retry)?;
+    let core = self.core.clone();
+    self.start(&env, id, async move {
+      let lease = core.lock(&key, ttl_ms, &retry).await?;
+      Ok(Outcome::Lease(lease.map(|lease| (lease.token, millis_until(lease.valid_until)))))
+    });
+    Ok(())
+  }
+
+  /// Starts `extend`; its result arrives under `id`: true if renewed.
+  #[napi]
+  pub fn extend(&self, env: Env, id: u32, key: String, token: String, ttl: f64) -> napi::Result<()> {
+    let ttl_ms = validate::positive_millis("ttl", ttl).map_err(to_js)?;
+    let core = self.core.clone();
+    self.start(&env, id, async move { Ok(Outcome::Flag(core.extend(&key, &token, ttl_ms).await?.is_some())) });
+    Ok(())
+  }
+
+  /// Starts `unlock`; its result arrives under `id`: true if released.
+  #[napi]
+  pub fn unlock(&self, env: Env, id: u32, key: String, token: String) -> napi::Result<()> {
+    let core = self.core.clone();
+    self.start(&env, id, async move { Ok(Outcome::Flag(core.unlock(&key, &token).await?)) });
+    Ok(())
+  }
+
+  fn lock_arguments(&self, ttl: f64, retry: Option<LockConfig>) -> napi::Result<(u64, RetryPolicy)> {
     let ttl_ms = validate::positive_millis("ttl", ttl).map_err(to_js)?;
     let retry = match retry {
       Some(config) => retry_policy(&config, &self.core.options().retry).map_err(to_js)?,
       None => self.core.options().retry.clone(),
     };
-    let lease = self.core.lock(&key, ttl_ms, &retry).await.map_err(to_js)?;
-    Ok(lease.map(|lease| LockWithValidity { validity: millis_until(lease.valid_until), token: lease.token }))
+    Ok((ttl_ms, retry))
   }
 
-  #[napi]
-  pub async fn extend(&self, key: String, token: String, ttl: f64) -> napi::Result<bool> {
-    let ttl_ms = validate::positive_millis("ttl", ttl).map_err(to_js)?;
-    Ok(self.core.extend(&key, &token, ttl_ms).await.map_err(to_js)?.is_some())
-  }
-
-  #[napi]
-  pub async fn unlock(&self, key: String, token: String) -> napi::Result<bool> {
-    self.core.unlock(&key, &token).await.map_err(to_js)
+  fn start(&self, env: &Env, id: u32, call: impl Future<Output = core::Result<Outcome>> + Send + 'static) {
+    self.completions.started(env);
+    let completions = self.completions.clone();
+    napi::bindgen_prelude::spawn(async move {
+      let outcome = call.await.unwrap_or_else(Outcome::Failed);
+      completions.finish(id, outcome);
+    });
   }
 
   /// Ends pending calls, refuses new ones, and releases the locks held through handles.

@@ -1,0 +1,87 @@
+//! Hands finished calls to JavaScript in batches.
+//!
+//! An `async fn` exported by napi-rs creates a threadsafe function (a libuv handle) for every
+//! call and wakes the event loop once per result. For the short, frequent calls (lock, unlock,
+//! extend) that cost more than the Redis round trip itself. Here every result goes into one
+//! queue instead, and one long-lived threadsafe function wakes JavaScript once for all the
+//! results that arrived meanwhile; JavaScript then settles its promises by call id.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use napi::bindgen_prelude::{Array, Env};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{sys, Status};
+
+use crate::core;
+
+/// What a finished call resolves to.
+pub enum Outcome {
+  Token(Option<String>),
+  Flag(bool),
+  Lease(Option<(String, f64)>),
+  Failed(core::Error),
+}
+
+/// The JavaScript function called (with no arguments) when results are waiting.
+pub type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
+
+pub struct Completions {
+  ready: Mutex<Vec<(u32, Outcome)>>,
+  wake_pending: AtomicBool,
+  wake: Wake,
+  /// Calls started and not yet handed back; touched only on the JavaScript thread.
+  in_flight: AtomicU32,
+}
+
+impl Completions {
+  pub fn new(wake: Wake) -> Completions {
+    Completions { ready: Mutex::new(Vec::new()), wake_pending: AtomicBool::new(false), wake, in_flight: AtomicU32::new(0) }
+  }
+
+  /// Counts a call as started. While any call is in flight the wake-up handle keeps the event
+  /// loop alive, as a pending promise should; when none is, it lets the process exit.
+  pub fn started(&self, env: &Env) {
+    if self.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
+      // SAFETY: called on the JavaScript thread of `env`, which owns the threadsafe function.
+      unsafe { sys::napi_ref_threadsafe_function(env.raw(), self.wake.raw()) };
+    }
+  }
+
+  /// Queues a result; from any thread.
+  pub fn finish(&self, id: u32, outcome: Outcome) {
+    self.ready.lock().expect("completions lock").push((id, outcome));
+    if !self.wake_pending.swap(true, Ordering::AcqRel) {
+      self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
+    }
+  }
+
+  /// Takes every queued result as a flat array of `[id, ok, value, extra]` records: `ok` is
+  /// false for a failure (then `value` is the coded message), `extra` is the validity of a lease.
+  pub fn take<'env>(&self, env: &'env Env) -> napi::Result<Array<'env>> {
+    self.wake_pending.store(false, Ordering::Release);
+    let ready = std::mem::take(&mut *self.ready.lock().expect("completions lock"));
+    let mut records = env.create_array((ready.len() * 4) as u32)?;
+    for (index, (id, outcome)) in ready.iter().enumerate() {
+      let at = (index * 4) as u32;
+      records.set(at, *id)?;
+      records.set(at + 1, !matches!(outcome, Outcome::Failed(_)))?;
+      match outcome {
+        Outcome::Token(token) => records.set(at + 2, token.as_deref())?,
+        Outcome::Flag(flag) => records.set(at + 2, *flag)?,
+        Outcome::Lease(Some((token, validity))) => {
+          records.set(at + 2, token.as_str())?;
+          records.set(at + 3, *validity)?;
+        }
+        Outcome::Lease(None) => records.set(at + 2, Option::<&str>::None)?,
+        Outcome::Failed(error) => records.set(at + 2, error.to_string())?,
+      }
+    }
+    let left = self.in_flight.fetch_sub(ready.len() as u32, Ordering::Relaxed) - ready.len() as u32;
+    if left == 0 && !ready.is_empty() {
+      // SAFETY: as in `started`.
+      unsafe { sys::napi_unref_threadsafe_function(env.raw(), self.wake.raw()) };
+    }
+    Ok(records)
+  }
+}
