@@ -64,7 +64,11 @@ const CLIENT_OPTIONS = {
   retryDelay: 'number',
   retryJitter: 'number',
   retryTimeout: 'number',
+  username: 'string',
+  password: 'string',
+  tls: 'object',
 }
+const TLS_OPTIONS = { dangerouslyAcceptAnyCertificate: 'boolean' }
 const LOCK_OPTIONS = { retryCount: 'number', retryDelay: 'number', retryJitter: 'number', retryTimeout: 'number' }
 const ACQUIRE_OPTIONS = {
   ttl: 'number',
@@ -168,6 +172,24 @@ class Lock {
   }
 }
 
+// PEM material may come as a string or as the Buffer that fs.readFileSync returns.
+function pem(name, value) {
+  if (value === undefined || typeof value === 'string') return value
+  if (Buffer.isBuffer(value)) return value.toString('utf8')
+  throw invalid(`options.tls.${name} must be a PEM string or Buffer, got ${describe(value)}`)
+}
+
+function nativeClientOptions(options) {
+  if (!expectOptions('options', options, CLIENT_OPTIONS)) return undefined
+  const { tls } = options
+  if (tls === undefined || tls === null) return options
+  expectOptions('options.tls', tls, TLS_OPTIONS)
+  if (tls.dangerouslyAcceptAnyCertificate) {
+    process.emitWarning('relock: TLS certificate checks are off (tls.dangerouslyAcceptAnyCertificate): the connection can be intercepted', 'SecurityWarning')
+  }
+  return { ...options, tls: { ca: pem('ca', tls.ca), cert: pem('cert', tls.cert), key: pem('key', tls.key), dangerouslyAcceptAnyCertificate: tls.dangerouslyAcceptAnyCertificate } }
+}
+
 // Runs a native call so that bad input and native failures always come back as a rejected
 // promise carrying a RelockError, never as a synchronous throw.
 async function call(fn) {
@@ -196,10 +218,10 @@ class Redlock {
     if (!Array.isArray(list) || list.length === 0 || !list.every((url) => typeof url === 'string')) {
       throw invalid(`urls must be a Redis URL string or a non-empty array of them, got ${describe(urls)}`)
     }
-    expectOptions('options', options, CLIENT_OPTIONS)
+    const nativeOptions = nativeClientOptions(options)
     const self = new WeakRef(this)
     try {
-      this.#native = new NativeClient(list, options ?? undefined, () => self.deref()?.#settleCompleted())
+      this.#native = new NativeClient(list, nativeOptions, () => self.deref()?.#settleCompleted())
     } catch (error) {
       throw toRelockError(error)
     }

@@ -17,7 +17,7 @@ use napi_derive::napi;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::{self, validate, AcquireOptions, ClientOptions, HeldLock, LostCallback, RetryPolicy};
+use crate::core::{self, validate, AcquireOptions, ClientOptions, HeldLock, LostCallback, RetryPolicy, TlsOptions};
 use completions::{Completions, Outcome, Wake};
 
 fn to_js(error: core::Error) -> napi::Error {
@@ -50,6 +50,25 @@ pub struct ClientConfig {
   pub retry_jitter: Option<f64>,
   /// Time budget for all attempts of one `lock` call. Default: none (only `retryCount` bounds).
   pub retry_timeout: Option<f64>,
+  /// ACL user name; takes precedence over one in the URLs.
+  pub username: Option<String>,
+  /// Password; takes precedence over one in the URLs.
+  pub password: Option<String>,
+  /// Certificates for `rediss://` hosts.
+  pub tls: Option<TlsConfig>,
+}
+
+/// TLS settings for `rediss://` hosts; certificates and keys in PEM.
+#[napi(object)]
+pub struct TlsConfig {
+  /// Trust this CA instead of the system's.
+  pub ca: Option<String>,
+  /// Client certificate, for servers that require one.
+  pub cert: Option<String>,
+  /// Client private key, with `cert`.
+  pub key: Option<String>,
+  /// Accept any server certificate and host name. Leaves the connection open to interception.
+  pub dangerously_accept_any_certificate: Option<bool>,
 }
 
 fn client_options(config: &ClientConfig) -> core::Result<ClientOptions> {
@@ -69,7 +88,21 @@ fn client_options(config: &ClientConfig) -> core::Result<ClientOptions> {
     retry_timeout: config.retry_timeout,
   };
   let retry = retry_policy(&retry, &defaults.retry)?;
-  Ok(ClientOptions { connect_timeout, command_timeout, drift_factor, retry })
+  let tls = config.tls.as_ref().map(|tls| TlsOptions {
+    ca: tls.ca.clone(),
+    cert: tls.cert.clone(),
+    key: tls.key.clone(),
+    dangerously_accept_any_certificate: tls.dangerously_accept_any_certificate.unwrap_or(false),
+  });
+  Ok(ClientOptions {
+    connect_timeout,
+    command_timeout,
+    drift_factor,
+    retry,
+    username: config.username.clone(),
+    password: config.password.clone(),
+    tls,
+  })
 }
 
 /// Per-call overrides of the client's retry settings for `lock`.

@@ -35,10 +35,16 @@ impl Host {
   pub fn connect_lazily(url: &str, options: &ClientOptions) -> Result<Host> {
     let info = parse_url(url)?;
     let label = label_of(info.addr());
-    let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
-    let settings = settings.set_lib_name("relock", env!("CARGO_PKG_VERSION"));
+    let mut settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+    settings = settings.set_lib_name("relock", env!("CARGO_PKG_VERSION"));
+    if let Some(username) = &options.username {
+      settings = settings.set_username(username);
+    }
+    if let Some(password) = &options.password {
+      settings = settings.set_password(password);
+    }
     let info = info.set_redis_settings(settings);
-    let client = Client::open(info).map_err(|e| invalid_url(url, &e.to_string()))?;
+    let client = open_client(info, options, &label)?;
     let config = ConnectionManagerConfig::new()
       .set_connection_timeout(Some(options.connect_timeout))
       .set_response_timeout(Some(options.command_timeout))
@@ -131,6 +137,35 @@ impl<T: ToRedisArgs + Sync> ToRedisArgsRef for T {
   }
 }
 
+fn open_client(info: redis::ConnectionInfo, options: &ClientOptions, label: &str) -> Result<Client> {
+  if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+    // rustls needs one process-wide crypto provider; an error means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+  }
+  let tls = match (info.addr(), &options.tls) {
+    (ConnectionAddr::TcpTls { .. }, Some(tls)) => tls,
+    (_, None) => return Client::open(info).map_err(|e| invalid_url(label, &e.to_string())),
+    (_, Some(_)) => {
+      return Err(Error::invalid_argument(format!("tls options were given, but {label} is not a rediss:// URL")))
+    }
+  };
+  if tls.dangerously_accept_any_certificate {
+    let ConnectionAddr::TcpTls { host, port, .. } = info.addr().clone() else { unreachable!("matched above") };
+    let info = info.set_addr(ConnectionAddr::TcpTls { host, port, insecure: true, tls_params: None });
+    return Client::open(info).map_err(|e| invalid_url(label, &e.to_string()));
+  }
+  let client_tls = match (&tls.cert, &tls.key) {
+    (Some(cert), Some(key)) => {
+      Some(redis::ClientTlsConfig { client_cert: cert.as_bytes().to_vec(), client_key: key.as_bytes().to_vec() })
+    }
+    (None, None) => None,
+    _ => return Err(Error::invalid_argument("tls.cert and tls.key must be given together")),
+  };
+  let certificates = redis::TlsCertificates { client_tls, root_cert: tls.ca.as_ref().map(|ca| ca.as_bytes().to_vec()) };
+  Client::build_with_tls(info, certificates)
+    .map_err(|e| Error::invalid_argument(format!("the tls certificates for {label} are unusable: {}", e.detail().unwrap_or(&e.to_string()))))
+}
+
 fn classify(error: &RedisError) -> ErrorKind {
   if error.is_timeout() {
     return ErrorKind::Timeout;
@@ -148,6 +183,12 @@ fn classify(error: &RedisError) -> ErrorKind {
 }
 
 fn parse_url(url: &str) -> Result<redis::ConnectionInfo> {
+  if url.contains('#') {
+    return Err(invalid_url(
+      url,
+      "URL fragments are not accepted; to skip certificate checks, say so with the tls.dangerouslyAcceptAnyCertificate option",
+    ));
+  }
   let scheme = url.split_once("://").map(|(scheme, _)| scheme);
   match scheme {
     Some(scheme) if SCHEMES.contains(&scheme) => {}

@@ -16,4 +16,4 @@ pub use acquire::AcquireOptions;
 pub use client::{new_token, Client, Lease};
 pub use held::{HeldLock, LostCallback};
 pub use error::{Error, ErrorKind, Result};
-pub use options::{ClientOptions, RetryPolicy};
+pub use options::{ClientOptions, RetryPolicy, TlsOptions};

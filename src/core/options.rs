@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 /// Settings of a client, shared by every call made through it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientOptions {
   /// Bound on establishing a connection to one host.
   pub connect_timeout: Duration,
@@ -11,6 +11,48 @@ pub struct ClientOptions {
   pub drift_factor: f64,
   /// How `lock` retries a key that is busy or a quorum that failed.
   pub retry: RetryPolicy,
+  /// Credentials that take precedence over those in the URLs.
+  pub username: Option<String>,
+  pub password: Option<String>,
+  /// Certificates for `rediss://` hosts.
+  pub tls: Option<TlsOptions>,
+}
+
+/// TLS settings for `rediss://` hosts; certificates and keys in PEM.
+#[derive(Clone, Default)]
+pub struct TlsOptions {
+  /// Trust this CA instead of the system's.
+  pub ca: Option<String>,
+  /// Client certificate and key, for servers that require them (`tls-auth-clients yes`).
+  pub cert: Option<String>,
+  pub key: Option<String>,
+  /// Accept any server certificate and host name: no protection against interception.
+  pub dangerously_accept_any_certificate: bool,
+}
+
+impl std::fmt::Debug for TlsOptions {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("TlsOptions")
+      .field("ca", &self.ca.is_some())
+      .field("cert", &self.cert.is_some())
+      .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+      .field("dangerously_accept_any_certificate", &self.dangerously_accept_any_certificate)
+      .finish()
+  }
+}
+
+impl std::fmt::Debug for ClientOptions {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.debug_struct("ClientOptions")
+      .field("connect_timeout", &self.connect_timeout)
+      .field("command_timeout", &self.command_timeout)
+      .field("drift_factor", &self.drift_factor)
+      .field("retry", &self.retry)
+      .field("username", &self.username)
+      .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+      .field("tls", &self.tls)
+      .finish()
+  }
 }
 
 impl Default for ClientOptions {
@@ -20,6 +62,9 @@ impl Default for ClientOptions {
       command_timeout: Duration::from_millis(DEFAULT_COMMAND_TIMEOUT_MS),
       drift_factor: DEFAULT_DRIFT_FACTOR,
       retry: RetryPolicy::default(),
+      username: None,
+      password: None,
+      tls: None,
     }
   }
 }
