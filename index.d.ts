@@ -32,6 +32,18 @@ export interface RetryOptions {
   retryTimeout?: number
 }
 
+/** TLS settings for `rediss://` hosts. Certificates and keys are PEM, as strings or Buffers. */
+export interface TlsOptions {
+  /** Trust this CA instead of the system's trust store. */
+  ca?: string | Buffer
+  /** Client certificate, for servers that require one (`tls-auth-clients yes`); needs `key`. */
+  cert?: string | Buffer
+  /** The client certificate's private key. */
+  key?: string | Buffer
+  /** Accept any server certificate and host name. The connection can then be intercepted; a warning is emitted. */
+  dangerouslyAcceptAnyCertificate?: boolean
+}
+
 /** Client settings; all durations in milliseconds. */
 export interface RedlockOptions extends RetryOptions {
   /** Bound on connecting to one host. Default 2000. */
@@ -40,6 +52,12 @@ export interface RedlockOptions extends RetryOptions {
   commandTimeout?: number
   /** Share of the ttl set aside for clock drift between hosts: validity = ttl − elapsed − (ttl × driftFactor + 2). Default 0.01. */
   driftFactor?: number
+  /** ACL user name for every host; takes precedence over one in the URLs. */
+  username?: string
+  /** Password for every host; takes precedence over one in the URLs. */
+  password?: string
+  /** Certificates for `rediss://` hosts. */
+  tls?: TlsOptions
 }
 
 /** A lock and how long it is safe to rely on. */
