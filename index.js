@@ -5,6 +5,7 @@
 // type checks, AbortSignal, AsyncLocalStorage reentrancy and Symbol.asyncDispose.
 
 const { AsyncLocalStorage } = require('node:async_hooks')
+const { EventEmitter } = require('node:events')
 const { inspect } = require('node:util')
 const { NativeClient } = require('./binding.js')
 
@@ -91,10 +92,12 @@ const heldInChain = new AsyncLocalStorage()
 // One native lock shared by the re-entrant handles of one async call chain; released when the
 // last handle is.
 class Hold {
-  constructor(native) {
+  constructor(native, notify) {
     this.native = native
+    this.notify = notify
     this.count = 1
     this.controller = new AbortController()
+    this.acquiredAt = performance.now()
   }
 }
 
@@ -142,10 +145,11 @@ class Lock {
   }
 
   extend(ttl) {
-    return call(() => {
+    return call(async () => {
       expectNumber('ttl', ttl)
       if (this.#released) throw new RelockError('ERR_RELOCK_LOCK_LOST', `the lock on '${this.key}' was already released`)
-      return this.#hold.native.extend(ttl)
+      await this.#hold.native.extend(ttl)
+      this.#hold.notify('extended', { key: this.key, fence: this.fence, ttl })
     })
   }
 
@@ -158,8 +162,11 @@ class Lock {
     return call(async () => {
       if (this.#released) return false
       this.#released = true
-      if (--this.#hold.count > 0) return true
-      return this.#hold.native.release()
+      const hold = this.#hold
+      if (--hold.count > 0) return true
+      const released = await hold.native.release()
+      if (released) hold.notify('released', { key: this.key, fence: this.fence, heldMs: performance.now() - hold.acquiredAt })
+      return released
     })
   }
 
@@ -204,7 +211,7 @@ async function call(fn) {
 // side refers to them only weakly (a strong reference would keep every client alive forever).
 const clientsWithCallsInFlight = new Set()
 
-class Redlock {
+class Redlock extends EventEmitter {
   #native
   #calls = new Map()
   #nextCallId = 0
@@ -214,6 +221,7 @@ class Redlock {
    * @param {object} [options]
    */
   constructor(urls, options) {
+    super()
     const list = typeof urls === 'string' ? [urls] : urls
     if (!Array.isArray(list) || list.length === 0 || !list.every((url) => typeof url === 'string')) {
       throw invalid(`urls must be a Redis URL string or a non-empty array of them, got ${describe(urls)}`)
@@ -224,6 +232,16 @@ class Redlock {
       this.#native = new NativeClient(list, nativeOptions, () => self.deref()?.#settleCompleted())
     } catch (error) {
       throw toRelockError(error)
+    }
+  }
+
+  // Emits an observability event; a listener that throws cannot break the lock's own work.
+  #notify = (event, detail) => {
+    if (this.listenerCount(event) === 0) return
+    try {
+      this.emit(event, detail)
+    } catch (error) {
+      process.emitWarning(`relock: a '${event}' listener threw: ${error && error.message}`)
     }
   }
 
@@ -324,9 +342,13 @@ class Redlock {
       if (signal?.aborted) throw abortError(signal)
 
       let hold = null
+      const waitStarted = performance.now()
       const request = this.#native.beginAcquire(key, config, (coded) => {
         const reason = toRelockError(new Error(coded))
-        if (hold) hold.controller.abort(reason)
+        if (hold) {
+          hold.controller.abort(reason)
+          this.#notify('lost', { key, fence: hold.native.fence, error: reason })
+        }
         if (onLost) {
           try {
             onLost(reason)
@@ -339,12 +361,14 @@ class Redlock {
       signal?.addEventListener('abort', cancel, { once: true })
       try {
         const native = await request.outcome()
-        hold = new Hold(native)
+        hold = new Hold(native, this.#notify)
+        this.#notify('acquired', { key, fence: native.fence, waitedMs: performance.now() - waitStarted })
         const lost = native.lostReason
         if (lost) hold.controller.abort(toRelockError(new Error(lost)))
         return new Lock(hold)
       } catch (error) {
         const relockError = toRelockError(error)
+        if (relockError.code === 'ERR_RELOCK_WAIT_TIMEOUT') this.#notify('timeout', { key, waitedMs: performance.now() - waitStarted })
         if (relockError.code === 'ABORT_ERR' && signal) throw abortError(signal)
         throw relockError
       } finally {
@@ -375,6 +399,35 @@ class Redlock {
     }
     await lock.release()
     return result
+  }
+
+  /** Counters of what this client's locks did since it was created. */
+  stats() {
+    return this.#native.stats()
+  }
+
+  /** The state of `key` on every host: holder, remaining ttl, fence, fair queue. */
+  inspect(key) {
+    return call(() => {
+      expectString('key', key)
+      return this.#native.inspect(key)
+    })
+  }
+
+  /** Lock keys matching a glob pattern, found with SCAN (never KEYS). */
+  list(pattern, options) {
+    return call(() => {
+      expectString('pattern', pattern)
+      return this.#native.list(pattern, expectOptions('options', options, { limit: 'number' })?.limit)
+    })
+  }
+
+  /** Releases `key` whoever holds it, as its holder would. For operators. */
+  forceRelease(key) {
+    return call(() => {
+      expectString('key', key)
+      return this.#native.forceRelease(key)
+    })
   }
 
   async close() {

@@ -231,6 +231,47 @@ impl NativeClient {
     });
   }
 
+  /// Counters of what this client's locks did since it was created.
+  #[napi]
+  pub fn stats(&self) -> LockStats {
+    let counts = self.core.stats().counts();
+    LockStats {
+      locked: counts.locked as f64,
+      busy: counts.busy as f64,
+      unlocked: counts.unlocked as f64,
+      acquired: counts.acquired as f64,
+      released: counts.released as f64,
+      renewed: counts.renewed as f64,
+      lost: counts.lost as f64,
+      wait_timed_out: counts.wait_timed_out as f64,
+      aborted: counts.aborted as f64,
+      failed: counts.failed as f64,
+    }
+  }
+
+  /// The state of `key` on every host.
+  #[napi]
+  pub async fn inspect(&self, key: String) -> napi::Result<Vec<LockInfo>> {
+    let states = self.core.inspect(&key).await.map_err(to_js)?;
+    Ok(states.into_iter().map(LockInfo::from).collect())
+  }
+
+  /// Lock keys matching a glob `pattern`, by SCAN; at most `limit` (default and cap 10000).
+  #[napi]
+  pub async fn list(&self, pattern: String, limit: Option<f64>) -> napi::Result<Vec<String>> {
+    let limit = match limit {
+      Some(limit) => validate::count("limit", limit, core::LIST_LIMIT as u64).map_err(to_js)? as usize,
+      None => core::LIST_LIMIT,
+    };
+    self.core.list(&pattern, limit).await.map_err(to_js)
+  }
+
+  /// Releases `key` whoever holds it; true if it was held and is now released.
+  #[napi]
+  pub async fn force_release(&self, key: String) -> napi::Result<bool> {
+    self.core.force_release(&key).await.map_err(to_js)
+  }
+
   /// Ends pending calls, refuses new ones, and releases the locks held through handles.
   #[napi]
   pub async fn close(&self) {
@@ -257,6 +298,74 @@ impl NativeClient {
       tokio::spawn(client.begin_acquire(&key, options, cancel.clone(), on_lost))
     });
     Ok(AcquireRequest { cancel, outcome: Mutex::new(Some(outcome)) })
+  }
+}
+
+/// Counters of what a client's locks did.
+#[napi(object)]
+pub struct LockStats {
+  /// `lock` calls that took their key.
+  pub locked: f64,
+  /// `lock` calls that found their key held.
+  pub busy: f64,
+  /// `unlock` calls that released a lock.
+  pub unlocked: f64,
+  /// `acquire` calls that got their lock.
+  pub acquired: f64,
+  /// Locks released through their handle.
+  pub released: f64,
+  /// Renewals by the watchdog.
+  pub renewed: f64,
+  /// Held locks that were lost.
+  pub lost: f64,
+  /// `acquire` calls that ran out of `waitTimeout`.
+  pub wait_timed_out: f64,
+  /// `acquire` calls aborted through their signal.
+  pub aborted: f64,
+  /// Calls that failed for another reason (hosts down, no quorum, …).
+  pub failed: f64,
+}
+
+/// The state of one lock on one host.
+#[napi(object)]
+pub struct LockInfo {
+  pub host: String,
+  /// The holder's token, or null when the lock is free.
+  pub holder: Option<String>,
+  /// Remaining ttl in ms, or null.
+  pub ttl: Option<f64>,
+  /// The last fencing number handed out for the key, or null.
+  pub fence: Option<f64>,
+  /// Fair waiters in queue order.
+  pub waiters: Vec<WaiterInfo>,
+}
+
+#[napi(object)]
+pub struct WaiterInfo {
+  pub token: String,
+  /// Ms before the waiter is dropped unless it checks in again (by Redis's clock).
+  pub expires_in: Option<f64>,
+  /// The lease it asked for, in ms.
+  pub ttl: Option<f64>,
+}
+
+impl From<core::LockState> for LockInfo {
+  fn from(state: core::LockState) -> LockInfo {
+    LockInfo {
+      host: state.host,
+      holder: state.holder,
+      ttl: state.ttl_ms.map(|ms| ms as f64),
+      fence: state.fence.map(|fence| fence as f64),
+      waiters: state
+        .waiters
+        .into_iter()
+        .map(|waiter| WaiterInfo {
+          token: waiter.token,
+          expires_in: waiter.expires_in_ms.map(|ms| ms as f64),
+          ttl: waiter.ttl_ms.map(|ms| ms as f64),
+        })
+        .collect(),
+    }
   }
 }
 

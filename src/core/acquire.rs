@@ -15,6 +15,7 @@ use crate::core::held::{Grant, HeldLock, LostCallback};
 use crate::core::notify::Subscription;
 use crate::core::quorum::{self, Vote};
 use crate::core::scripts::{LockKeys, ACQUIRE, ACQUIRE_FAIR, RAISE_FENCE};
+use crate::core::stats::Event;
 use crate::core::validate;
 
 /// A fair waiter that has not refreshed its place for this long is dropped from the queue, by
@@ -218,6 +219,7 @@ impl Client {
         Some(place) => client.wait_fairly(&keys, &token, &options, &stop, place).await,
         None => client.wait_in_line(&keys, &token, &options, &stop).await,
       };
+      client.count(&outcome, |_| Some(Event::Acquired));
       match outcome {
         Ok(grant) => Ok(HeldLock::start(client.clone(), grant, started, on_lost)),
         Err(error) => {

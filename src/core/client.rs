@@ -18,6 +18,7 @@ use crate::core::host::Host;
 use crate::core::options::{ClientOptions, RetryPolicy};
 use crate::core::quorum::{self, Tally, Vote};
 use crate::core::scripts::{LockKeys, EXTEND, RELEASE};
+use crate::core::stats::{Event, Stats};
 use crate::core::validate;
 
 /// A lock taken on a quorum of hosts.
@@ -44,6 +45,7 @@ pub struct Client {
   fair_lines: FairLines,
   /// Guardian tasks of held locks; `close` waits for them to release their locks.
   guardians: TaskTracker,
+  stats: Stats,
 }
 
 impl Client {
@@ -74,6 +76,7 @@ impl Client {
       gates: Gates::default(),
       fair_lines: FairLines::default(),
       guardians: TaskTracker::new(),
+      stats: Stats::default(),
     })
   }
 
@@ -95,6 +98,25 @@ impl Client {
     self.closed.cancel();
     self.guardians.close();
     self.guardians.wait().await;
+  }
+
+  pub fn stats(&self) -> &Stats {
+    &self.stats
+  }
+
+  /// Counts the outcome of a call: `success` if it succeeded, [`Event::Failed`] if it failed.
+  pub fn count<T>(&self, outcome: &Result<T>, success: impl FnOnce(&T) -> Option<Event>) {
+    let event = match outcome {
+      Ok(value) => success(value),
+      Err(error) => Some(match error.kind() {
+        ErrorKind::WaitTimeout => Event::WaitTimedOut,
+        ErrorKind::Aborted => Event::Aborted,
+        _ => Event::Failed,
+      }),
+    };
+    if let Some(event) = event {
+      self.stats.record(event);
+    }
   }
 
   pub fn notifications(&self) -> &Arc<Notifications> {
@@ -133,6 +155,12 @@ impl Client {
   /// Takes `key` for `ttl_ms` with a fresh random token, retrying as `retry` says.
   /// `Ok(None)`: someone else holds it.
   pub async fn lock(&self, key: &str, ttl_ms: u64, retry: &RetryPolicy) -> Result<Option<Lease>> {
+    let outcome = self.lock_with_retries(key, ttl_ms, retry).await;
+    self.count(&outcome, |lease| Some(if lease.is_some() { Event::Locked } else { Event::Busy }));
+    outcome
+  }
+
+  async fn lock_with_retries(&self, key: &str, ttl_ms: u64, retry: &RetryPolicy) -> Result<Option<Lease>> {
     validate::key(key)?;
     let started = Instant::now();
     let budget_end = retry.budget.map(|budget| started + budget);
@@ -269,7 +297,9 @@ impl Client {
   pub async fn unlock(&self, key: &str, token: &str) -> Result<bool> {
     validate::key(key)?;
     validate::token(token)?;
-    self.guarded(self.release_on_quorum(key, token)).await
+    let outcome = self.guarded(self.release_on_quorum(key, token)).await;
+    self.count(&outcome, |released| released.then_some(Event::Unlocked));
+    outcome
   }
 
   /// `unlock` without the closed check: also used to clean up while closing.

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::client::Client;
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::stats::Event;
 
 /// Called once, from a tokio thread, when a held lock is lost (or ended by `close`).
 pub type LostCallback = Box<dyn Fn(&Error) + Send + Sync>;
@@ -148,8 +149,11 @@ impl HeldLock {
       }
     }
     self.released.cancel();
-    match self.client.unlock(&self.key, &self.token).await {
-      Ok(true) => Ok(true),
+    match self.client.guarded(self.client.release_on_quorum(&self.key, &self.token)).await {
+      Ok(true) => {
+        self.client.stats().record(Event::Released);
+        Ok(true)
+      }
       Ok(false) => Err(self.not_held_error()),
       Err(error) => Err(error),
     }
@@ -180,6 +184,7 @@ impl HeldLock {
     state.phase = Phase::Lost;
     state.lost = Some(reason.clone());
     drop(state);
+    self.client.stats().record(Event::Lost);
     self.released.cancel();
     (self.on_lost)(&reason);
     reason
@@ -216,6 +221,7 @@ impl HeldLock {
         if state.phase == Phase::Held {
           state.valid_until = valid_until;
         }
+        self.client.stats().record(Event::Renewed);
         Ok(())
       }
       Ok(None) => Err(self.not_held_error()),

@@ -75,9 +75,14 @@ impl Host {
   pub async fn set_if_absent(&self, key: &str, token: &str, ttl_ms: u64) -> Result<bool> {
     let mut command = redis::cmd("SET");
     command.arg(key).arg(token).arg("NX").arg("PX").arg(ttl_ms);
-    let mut connection = self.connection.clone();
-    let reply: Option<String> = self.bounded(command.query_async(&mut connection)).await?;
+    let reply: Option<String> = self.query(&command).await?;
     Ok(reply.is_some())
+  }
+
+  /// Sends one command and reads its reply.
+  pub async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T> {
+    let mut connection = self.connection.clone();
+    self.bounded(command.query_async(&mut connection)).await
   }
 
   /// Runs `script` by EVALSHA; redis-rs loads it and retries once when the server answers

@@ -6,14 +6,18 @@ pub mod client;
 pub mod error;
 pub mod held;
 pub mod host;
+pub mod inspect;
 pub mod notify;
 pub mod options;
 pub mod quorum;
 pub mod scripts;
+pub mod stats;
 pub mod validate;
 
 pub use acquire::AcquireOptions;
 pub use client::{new_token, Client, Lease};
 pub use held::{HeldLock, LostCallback};
+pub use inspect::{LockState, QueuedWaiter, LIST_LIMIT};
 pub use error::{Error, ErrorKind, Result};
+pub use stats::{Counts, Event};
 pub use options::{ClientOptions, RetryPolicy, TlsOptions};

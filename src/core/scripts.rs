@@ -12,6 +12,7 @@ pub static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!
 pub static ACQUIRE_FAIR: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/acquire_fair.lua")));
 pub static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+pub static INSPECT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/inspect.lua")));
 pub static RAISE_FENCE: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/raise_fence.lua")));
 pub static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
@@ -36,6 +37,11 @@ impl LockKeys {
       fence: format!("{base}:relock:fence"),
       channel: format!("{base}:relock:released"),
     }
+  }
+
+  /// True for the side keys relock keeps next to lock keys.
+  pub fn is_side_key(key: &str) -> bool {
+    [":relock:queue", ":relock:waiters", ":relock:fence"].iter().any(|suffix| key.ends_with(suffix))
   }
 
   /// Keys in the order the release and fair-acquire scripts declare them.
@@ -91,6 +97,7 @@ mod tests {
       include_str!("scripts/extend.lua"),
       include_str!("scripts/release.lua"),
       include_str!("scripts/raise_fence.lua"),
+      include_str!("scripts/inspect.lua"),
     ] {
       for line in source.lines().filter(|line| !line.trim_start().starts_with("--")) {
         if let Some(call) = line.find("redis.call('") {
