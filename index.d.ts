@@ -105,6 +105,52 @@ export declare class Lock {
   [Symbol.asyncDispose](): Promise<void>
 }
 
+/** Counters of what a client's locks did since it was created. */
+export interface LockStats {
+  /** `lock` calls that took their key. */
+  locked: number
+  /** `lock` calls that found their key held. */
+  busy: number
+  /** `unlock` calls that released a lock. */
+  unlocked: number
+  /** `acquire` calls that got their lock. */
+  acquired: number
+  /** Locks released through their handle. */
+  released: number
+  /** Renewals by the watchdog. */
+  renewed: number
+  /** Held locks that were lost. */
+  lost: number
+  /** `acquire` calls that ran out of `waitTimeout`. */
+  waitTimedOut: number
+  /** `acquire` calls aborted through their signal. */
+  aborted: number
+  /** Calls that failed for another reason (hosts down, no quorum, …). */
+  failed: number
+}
+
+/** The state of one lock on one host, as `inspect` reports it. */
+export interface LockInfo {
+  host: string
+  /** The holder's token, or null when the lock is free. */
+  holder: string | null
+  /** Remaining ttl in ms, or null. */
+  ttl: number | null
+  /** The last fencing number handed out for the key, or null. */
+  fence: number | null
+  /** Fair waiters in queue order. */
+  waiters: Array<{ token: string; expiresIn: number | null; ttl: number | null }>
+}
+
+/** The events a client emits, with what each carries. */
+export interface RedlockEvents {
+  acquired: [{ key: string; fence: number; waitedMs: number }]
+  released: [{ key: string; fence: number; heldMs: number }]
+  extended: [{ key: string; fence: number; ttl: number }]
+  lost: [{ key: string; fence: number; error: RelockError }]
+  timeout: [{ key: string; waitedMs: number }]
+}
+
 export declare class Redlock {
   /**
    * @param urls One Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://…`,
@@ -131,6 +177,17 @@ export declare class Redlock {
    */
   using<T>(key: string, fn: (lock: Lock) => T | Promise<T>): Promise<T>
   using<T>(key: string, options: AcquireOptions | undefined, fn: (lock: Lock) => T | Promise<T>): Promise<T>
+  /** Counters of what this client's locks did; cheap, no round trip. */
+  stats(): LockStats
+  /** The state of `key` on every host: holder, remaining ttl, fence, fair queue. */
+  inspect(key: string): Promise<LockInfo[]>
+  /** Lock keys matching a glob pattern, found with SCAN (never KEYS); at most `limit` (default and cap 10000). */
+  list(pattern: string, options?: { limit?: number }): Promise<string[]>
+  /** Releases `key` whoever holds it, as its holder would (a fair waiter next in line gets it). For operators. */
+  forceRelease(key: string): Promise<boolean>
+  on<E extends keyof RedlockEvents>(event: E, listener: (...args: RedlockEvents[E]) => void): this
+  once<E extends keyof RedlockEvents>(event: E, listener: (...args: RedlockEvents[E]) => void): this
+  off<E extends keyof RedlockEvents>(event: E, listener: (...args: RedlockEvents[E]) => void): this
   /** Ends pending calls and waits with `ERR_RELOCK_CLOSED`, refuses new ones, and releases the locks held through handles. */
   close(): Promise<void>
 }

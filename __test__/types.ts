@@ -1,7 +1,7 @@
 // Compiled with `tsc --noEmit --strict` by the test command: every exported name, used as
 // the README shows it. It is type-checked, not run.
 import { Lock, Redlock, RelockError } from '..'
-import type { AcquireOptions, LockWithValidity, RedlockOptions, RelockErrorCode, RetryOptions, TlsOptions } from '..'
+import type { AcquireOptions, LockInfo, LockStats, LockWithValidity, RedlockEvents, RedlockOptions, RelockErrorCode, RetryOptions, TlsOptions } from '..'
 
 async function example(): Promise<void> {
   const options: RedlockOptions = { connectTimeout: 2000, commandTimeout: 1000, driftFactor: 0.01, retryCount: 3, retryDelay: 50, retryJitter: 50, retryTimeout: 1000 }
@@ -49,6 +49,17 @@ async function example(): Promise<void> {
   const total: number = await locks.using('order:42', { ttl: 5_000 }, async (held: Lock) => held.fence + fence)
   const plain: string = await locks.using('order:42', () => 'done')
   void [valid, left, releasedNow, total, plain]
+  locks.on('acquired', ({ key, fence: acquiredFence, waitedMs }) => console.log(key, acquiredFence, waitedMs.toFixed(1)))
+  locks.on('lost', ({ error }) => console.error(error.code))
+  locks.once('timeout', ({ waitedMs }) => console.log(waitedMs))
+  const onReleased = (detail: RedlockEvents['released'][0]) => console.log(detail.heldMs)
+  locks.on('released', onReleased).off('released', onReleased)
+  locks.on('extended', ({ ttl }) => console.log(ttl))
+  const stats: LockStats = locks.stats()
+  const info: LockInfo[] = await locks.inspect('order:42')
+  const keys: string[] = await locks.list('order:*', { limit: 10 })
+  const forced: boolean = await locks.forceRelease('order:42')
+  void [stats.acquired, info[0]?.waiters.length, keys, forced]
   const closed: boolean = locks.closed
   void [hosts, closed]
   await locks.close()

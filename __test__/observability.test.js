@@ -1,0 +1,116 @@
+'use strict'
+
+const { test, before, after } = require('node:test')
+const assert = require('node:assert/strict')
+const { execFileSync } = require('node:child_process')
+const path = require('node:path')
+
+const { Redlock } = require('..')
+const { RedisServer, sleep } = require('./helpers/redis')
+
+let server
+let locks
+
+before(async () => {
+  server = await RedisServer.start()
+  locks = new Redlock(server.url)
+})
+
+after(async () => {
+  await locks.close()
+  await server.stop()
+})
+
+test('events: acquired with the wait, extended, released, timeout, lost', async () => {
+  const events = []
+  for (const name of ['acquired', 'extended', 'released', 'timeout', 'lost']) locks.on(name, (detail) => events.push([name, detail]))
+  const first = await locks.acquire('observed', { ttl: 1000 })
+  const waiting = locks.acquire('observed', { ttl: 200, watchdog: false })
+  await sleep(50)
+  await first.extend(2000)
+  await first.release()
+  const second = await waiting
+  await assert.rejects(locks.acquire('observed', { waitTimeout: 20 }), { code: 'ERR_RELOCK_WAIT_TIMEOUT' })
+  await sleep(300) // the second lock's lease runs out without a watchdog
+  const names = events.map(([name]) => name)
+  // The waiter may hear of its lock before the releasing call has returned: those two can swap.
+  assert.deepEqual(names.slice(0, 2), ['acquired', 'extended'])
+  assert.deepEqual(names.slice(2, 4).sort(), ['acquired', 'released'])
+  assert.deepEqual(names.slice(4), ['timeout', 'lost'])
+  const detail = (name, fence) => events.find(([n, d]) => n === name && d.fence === fence)[1]
+  const acquiredAfterWait = detail('acquired', second.fence)
+  assert.equal(acquiredAfterWait.key, 'observed')
+  assert.ok(acquiredAfterWait.waitedMs >= 40, `waited ${acquiredAfterWait.waitedMs} ms`)
+  assert.ok(detail('released', first.fence).heldMs >= 40)
+  assert.equal(detail('lost', second.fence).error.code, 'ERR_RELOCK_LOCK_LOST')
+  assert.equal(second.isValid(), false)
+  locks.removeAllListeners()
+})
+
+test('a throwing listener does not break the lock', async () => {
+  locks.on('acquired', () => { throw new Error('listener bug') })
+  const warnings = []
+  const onWarning = (warning) => warnings.push(warning.message)
+  process.on('warning', onWarning)
+  const lock = await locks.acquire('listener-bug')
+  assert.equal(await lock.release(), true)
+  await sleep(10)
+  process.off('warning', onWarning)
+  locks.removeAllListeners()
+  assert.ok(warnings.some((message) => /listener threw: listener bug/.test(message)))
+})
+
+test('stats count what happened', async () => {
+  const client = new Redlock(server.url)
+  const token = await client.lock('counted', 5000)
+  assert.equal(await client.lock('counted', 5000), null)
+  await client.unlock('counted', token)
+  const lock = await client.acquire('counted', { ttl: 150 })
+  await sleep(200) // at least one renewal
+  await lock.release()
+  await client.acquire('never', { signal: AbortSignal.timeout(20), waitTimeout: 5000 }).catch(() => {})
+  await client.lock('x', 1).catch(() => {})
+  const stats = client.stats()
+  await client.close()
+  assert.equal(stats.locked, 1)
+  assert.equal(stats.busy, 1)
+  assert.equal(stats.unlocked, 1)
+  assert.equal(stats.acquired, 2)
+  assert.equal(stats.released, 1)
+  assert.ok(stats.renewed >= 1)
+  assert.equal(stats.aborted, 0, 'the second acquire was not blocked, so it got the lock')
+})
+
+test('inspect shows holder, ttl, fence and the fair queue; list scans; forceRelease hands over', async () => {
+  const holder = await locks.acquire('inspected', { ttl: 900 })
+  const waiter = locks.acquire('inspected', { fair: true, ttl: 4000 })
+  await sleep(50)
+  const [state] = await locks.inspect('inspected')
+  assert.equal(state.holder, holder.token)
+  assert.ok(state.ttl > 700)
+  assert.equal(state.fence, holder.fence)
+  assert.equal(state.waiters.length, 1)
+  assert.equal(state.waiters[0].ttl, 4000)
+  assert.ok(state.waiters[0].expiresIn > 0 && state.waiters[0].expiresIn <= 3000)
+  assert.deepEqual(await locks.list('inspect*'), ['inspected'], 'side keys are not listed')
+  assert.equal(await locks.forceRelease('inspected'), true)
+  const next = await waiter
+  await sleep(400) // the old holder's next renewal (every ttl/3) finds the lock gone
+  assert.equal(holder.signal.aborted, true, 'the old holder learns it lost the lock')
+  await next.release()
+  assert.equal(await locks.forceRelease('inspected'), false)
+})
+
+test('the relock command: inspect, list, release with confirmation, exit codes', () => {
+  const cli = path.join(__dirname, '..', 'bin', 'relock.js')
+  const relock = (...args) => execFileSync(process.execPath, [cli, ...args, '--url', server.url], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  server.cli('SET', 'cli:held', 'tok-1', 'PX', '60000')
+  assert.match(relock('inspect', 'cli:held'), /tok-1\s+\d+ ms/)
+  assert.match(relock('list', 'cli:*'), /^key\s+holder[\s\S]*cli:held\s+tok-1/m)
+  assert.deepEqual(JSON.parse(relock('list', 'cli:*', '--json')).map((row) => row.key), ['cli:held'])
+  assert.throws(() => relock('release', 'cli:held'), (error) => error.status === 2 && /--yes/.test(error.stderr))
+  assert.match(relock('release', 'cli:held', '--yes'), /released 'cli:held'/)
+  assert.equal(server.cli('EXISTS', 'cli:held'), '0')
+  assert.throws(() => execFileSync(process.execPath, [cli, 'inspect', 'k', '--url', 'redis://127.0.0.1:1'], { stdio: 'pipe' }), (error) => error.status === 1)
+  assert.throws(() => execFileSync(process.execPath, [cli, 'bogus'], { stdio: 'pipe' }), (error) => error.status === 2)
+})
