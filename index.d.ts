@@ -12,6 +12,7 @@ export type RelockErrorCode =
   | 'ERR_RELOCK_WAIT_TIMEOUT'
   | 'ERR_RELOCK_LOCK_LOST'
   | 'ERR_RELOCK_UNSUPPORTED'
+  | 'ERR_RELOCK_REPLICATION'
   | 'ERR_RELOCK_INTERNAL'
   | 'ABORT_ERR'
 
@@ -58,6 +59,18 @@ export interface RedlockOptions extends RetryOptions {
   password?: string
   /** Certificates for `rediss://` hosts. */
   tls?: TlsOptions
+  /** Wait (`WAIT`) until replicas of each host copied every new lock before relying on it. */
+  replicaAck?: ReplicaAckOptions
+}
+
+/** Failover safety for masters with replicas. */
+export interface ReplicaAckOptions {
+  /** Replicas of each host that must have the lock. */
+  replicas: number
+  /** Longest wait for them, in ms; must be shorter than `commandTimeout`. Default 100. */
+  timeout?: number
+  /** `'fail'`: release the lock and reject with `ERR_RELOCK_REPLICATION`; `'warn'`: keep it and emit `replication`; `'off'`. Default `'fail'`. */
+  policy?: 'fail' | 'warn' | 'off'
 }
 
 /** A lock and how long it is safe to rely on. */
@@ -149,6 +162,8 @@ export interface RedlockEvents {
   extended: [{ key: string; fence: number; ttl: number }]
   lost: [{ key: string; fence: number; error: RelockError }]
   timeout: [{ key: string; waitedMs: number }]
+  /** A lock was copied to fewer replicas than `replicaAck` asks, under the `'warn'` policy. */
+  replication: [{ error: RelockError }]
 }
 
 export declare class Redlock {

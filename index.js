@@ -68,7 +68,9 @@ const CLIENT_OPTIONS = {
   username: 'string',
   password: 'string',
   tls: 'object',
+  replicaAck: 'object',
 }
+const REPLICA_ACK_OPTIONS = { replicas: 'number', timeout: 'number', policy: 'string' }
 const TLS_OPTIONS = { dangerouslyAcceptAnyCertificate: 'boolean' }
 const LOCK_OPTIONS = { retryCount: 'number', retryDelay: 'number', retryJitter: 'number', retryTimeout: 'number' }
 const ACQUIRE_OPTIONS = {
@@ -188,6 +190,7 @@ function pem(name, value) {
 
 function nativeClientOptions(options) {
   if (!expectOptions('options', options, CLIENT_OPTIONS)) return undefined
+  expectOptions('options.replicaAck', options.replicaAck, REPLICA_ACK_OPTIONS)
   const { tls } = options
   if (tls === undefined || tls === null) return options
   expectOptions('options.tls', tls, TLS_OPTIONS)
@@ -229,7 +232,7 @@ class Redlock extends EventEmitter {
     const nativeOptions = nativeClientOptions(options)
     const self = new WeakRef(this)
     try {
-      this.#native = new NativeClient(list, nativeOptions, () => self.deref()?.#settleCompleted())
+      this.#native = new NativeClient(list, nativeOptions, () => self.deref()?.#settleCompleted(), (coded) => self.deref()?.#noticed(coded))
     } catch (error) {
       throw toRelockError(error)
     }
@@ -243,6 +246,14 @@ class Redlock extends EventEmitter {
     } catch (error) {
       process.emitWarning(`relock: a '${event}' listener threw: ${error && error.message}`)
     }
+  }
+
+  // A problem that did not fail a call: a lock copied to fewer replicas than asked, under the
+  // 'warn' policy. Listeners of 'replication' get it; without one it becomes a process warning.
+  #noticed(coded) {
+    const error = toRelockError(new Error(coded))
+    if (this.listenerCount('replication') > 0) this.#notify('replication', { error })
+    else process.emitWarning(`relock: ${error.message}`, 'RelockReplicationWarning')
   }
 
   // Starts a native call whose result comes back through #settleCompleted, in a batch with the

@@ -8,7 +8,8 @@ async function example(): Promise<void> {
   const locks = new Redlock('redis://127.0.0.1:6379', options)
   const redlock = new Redlock(['redis://127.0.0.1:7001', 'redis://127.0.0.1:7002', 'redis://127.0.0.1:7003'])
   const tls: TlsOptions = { ca: Buffer.from('-----BEGIN CERTIFICATE-----'), cert: 'PEM', key: 'PEM', dangerouslyAcceptAnyCertificate: false }
-  const secure = new Redlock('rediss://redis.internal:6380', { username: 'locker', password: 'secret', tls })
+  const secure = new Redlock('rediss://redis.internal:6380', { username: 'locker', password: 'secret', tls, replicaAck: { replicas: 1, timeout: 50, policy: 'warn' } })
+  secure.on('replication', ({ error }) => console.warn(error.message))
   await secure.close()
   const hosts: string[] = redlock.hosts
   const retry: RetryOptions = { retryCount: 2 }

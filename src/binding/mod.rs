@@ -17,7 +17,9 @@ use napi_derive::napi;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::{self, validate, AcquireOptions, ClientOptions, HeldLock, LostCallback, RetryPolicy, TlsOptions};
+use crate::core::{
+  self, validate, AcquireOptions, ClientOptions, HeldLock, LostCallback, ReplicaAck, ReplicaPolicy, RetryPolicy, TlsOptions,
+};
 use completions::{Completions, Outcome, Wake};
 
 fn to_js(error: core::Error) -> napi::Error {
@@ -56,6 +58,19 @@ pub struct ClientConfig {
   pub password: Option<String>,
   /// Certificates for `rediss://` hosts.
   pub tls: Option<TlsConfig>,
+  /// Wait for replicas to copy each new lock.
+  pub replica_ack: Option<ReplicaAckConfig>,
+}
+
+/// Waiting for replicas to copy each new lock (`WAIT`).
+#[napi(object)]
+pub struct ReplicaAckConfig {
+  /// Replicas of each host that must have the lock.
+  pub replicas: f64,
+  /// Longest wait for them, in ms; shorter than `commandTimeout`. Default 100.
+  pub timeout: Option<f64>,
+  /// `'fail'` (release and reject), `'warn'` (keep the lock, report), or `'off'`. Default `'fail'`.
+  pub policy: Option<String>,
 }
 
 /// TLS settings for `rediss://` hosts; certificates and keys in PEM.
@@ -94,6 +109,10 @@ fn client_options(config: &ClientConfig) -> core::Result<ClientOptions> {
     key: tls.key.clone(),
     dangerously_accept_any_certificate: tls.dangerously_accept_any_certificate.unwrap_or(false),
   });
+  let replica_ack = match &config.replica_ack {
+    None => None,
+    Some(ack) => replica_ack(ack, command_timeout)?,
+  };
   Ok(ClientOptions {
     connect_timeout,
     command_timeout,
@@ -102,7 +121,35 @@ fn client_options(config: &ClientConfig) -> core::Result<ClientOptions> {
     username: config.username.clone(),
     password: config.password.clone(),
     tls,
+    replica_ack,
+    on_notice: None,
   })
+}
+
+fn replica_ack(config: &ReplicaAckConfig, command_timeout: Duration) -> core::Result<Option<ReplicaAck>> {
+  let policy = match config.policy.as_deref().unwrap_or("fail") {
+    "off" => return Ok(None),
+    "fail" => ReplicaPolicy::Fail,
+    "warn" => ReplicaPolicy::Warn,
+    other => {
+      return Err(core::Error::invalid_argument(format!(
+        "replicaAck.policy must be 'fail', 'warn' or 'off', got '{other}'"
+      )))
+    }
+  };
+  let replicas = validate::count("replicaAck.replicas", config.replicas, 64)?;
+  if replicas == 0 {
+    return Err(core::Error::invalid_argument("replicaAck.replicas must be at least 1"));
+  }
+  let timeout = Duration::from_millis(validate::positive_millis("replicaAck.timeout", config.timeout.unwrap_or(100.0))?);
+  if timeout >= command_timeout {
+    return Err(core::Error::invalid_argument(format!(
+      "replicaAck.timeout ({} ms) must be shorter than commandTimeout ({} ms)",
+      timeout.as_millis(),
+      command_timeout.as_millis()
+    )));
+  }
+  Ok(Some(ReplicaAck { replicas, timeout, policy }))
 }
 
 /// Per-call overrides of the client's retry settings for `lock`.
@@ -142,9 +189,20 @@ pub struct NativeClient {
 impl NativeClient {
   /// `on_completed` is called, without arguments, whenever results of `lock`, `unlock`,
   /// `extend` or `lockWithValidity` are waiting in `takeCompleted()`.
+  ///
+  /// `on_notice` is called with a coded message for problems that do not fail a call (a
+  /// replica shortfall under the `warn` policy).
   #[napi(constructor)]
-  pub fn new(urls: Vec<String>, config: Option<ClientConfig>, on_completed: Wake) -> napi::Result<Self> {
-    let options = client_options(&config.unwrap_or_default()).map_err(to_js)?;
+  pub fn new(
+    urls: Vec<String>,
+    config: Option<ClientConfig>,
+    on_completed: Wake,
+    on_notice: ThreadsafeFunction<String, (), String, Status, false, true>,
+  ) -> napi::Result<Self> {
+    let mut options = client_options(&config.unwrap_or_default()).map_err(to_js)?;
+    options.on_notice = Some(Arc::new(move |notice: &core::Error| {
+      on_notice.call(notice.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+    }));
     let client = within_runtime_if_available(|| core::Client::new(&urls, options)).map_err(to_js)?;
     Ok(NativeClient { core: Arc::new(client), completions: Arc::new(Completions::new(on_completed)) })
   }

@@ -339,6 +339,7 @@ impl Client {
           let drift = Duration::from_millis(options.ttl_ms).mul_f64(self.options().drift_factor) + Duration::from_millis(2);
           match remaining.checked_sub(drift) {
             Some(left) if !left.is_zero() => {
+              self.confirm_replication(&keys.lock, token, &[0]).await?;
               return Ok(Grant {
                 key: keys.lock.clone(),
                 token: token.to_owned(),

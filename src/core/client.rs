@@ -15,7 +15,7 @@ use crate::core::notify::Notifications;
 
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::host::Host;
-use crate::core::options::{ClientOptions, RetryPolicy};
+use crate::core::options::{ClientOptions, ReplicaPolicy, RetryPolicy};
 use crate::core::quorum::{self, Tally, Vote};
 use crate::core::scripts::{LockKeys, EXTEND, RELEASE};
 use crate::core::stats::{Event, Stats};
@@ -219,7 +219,10 @@ impl Client {
     let ttl = Duration::from_millis(ttl_ms);
     if tally.has_quorum() {
       if let Some(left) = quorum::validity(ttl, started.elapsed(), self.options.drift_factor) {
-        return Ok(Some(Lease { token: token.to_owned(), valid_until: Instant::now() + left }));
+        let lease = Lease { token: token.to_owned(), valid_until: Instant::now() + left };
+        let holders: Vec<usize> = tally.yes.iter().map(|(index, _)| *index).collect();
+        self.confirm_replication(key, token, &holders).await?;
+        return Ok(Some(lease));
       }
     }
     let pending = std::mem::take(&mut tally.pending);
@@ -239,6 +242,49 @@ impl Client {
       return Ok(None);
     }
     Err(tally.failure())
+  }
+
+  /// Waits until each of the `holders` hosts has copied the new lock to as many replicas as
+  /// `replica_ack` asks; on a shortfall, releases the lock and fails, or reports and goes on,
+  /// as its policy says.
+  pub async fn confirm_replication(&self, key: &str, token: &str, holders: &[usize]) -> Result<()> {
+    let Some(ack) = &self.options.replica_ack else { return Ok(()) };
+    let answers = join_all(holders.iter().map(|&index| async move {
+      let host = &self.hosts[index];
+      let mut command = redis::cmd("WAIT");
+      command.arg(ack.replicas).arg(ack.timeout.as_millis() as u64);
+      match host.query::<u64>(&command).await {
+        Ok(copies) if copies >= ack.replicas => None,
+        Ok(copies) => Some(format!(
+          "{}: {copies} of {} replicas acknowledged within {} ms",
+          host.label(),
+          ack.replicas,
+          ack.timeout.as_millis()
+        )),
+        Err(error) => Some(error.message().to_owned()),
+      }
+    }))
+    .await;
+    let shortfalls: Vec<String> = answers.into_iter().flatten().collect();
+    if shortfalls.is_empty() {
+      return Ok(());
+    }
+    let error = Error::new(
+      ErrorKind::Replication,
+      format!("the lock on '{key}' was not copied to enough replicas: {}", shortfalls.join("; ")),
+    );
+    match ack.policy {
+      ReplicaPolicy::Fail => {
+        self.release_everywhere::<()>(key, token, Vec::new()).await;
+        Err(error)
+      }
+      ReplicaPolicy::Warn => {
+        if let Some(notice) = &self.options.on_notice {
+          notice(&error);
+        }
+        Ok(())
+      }
+    }
   }
 
   /// Releases `token` on every host, including hosts that failed or did not answer, and waits

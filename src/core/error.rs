@@ -33,6 +33,8 @@ pub enum ErrorKind {
   Unsupported,
   /// The caller cancelled the call.
   Aborted,
+  /// Fewer replicas than asked acknowledged a new lock (`replicaAck` with policy `fail`).
+  Replication,
 }
 
 impl ErrorKind {
@@ -51,6 +53,7 @@ impl ErrorKind {
       ErrorKind::LockLost => "ERR_RELOCK_LOCK_LOST",
       ErrorKind::Unsupported => "ERR_RELOCK_UNSUPPORTED",
       ErrorKind::Aborted => "ABORT_ERR",
+      ErrorKind::Replication => "ERR_RELOCK_REPLICATION",
     }
   }
 }

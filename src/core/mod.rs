@@ -20,4 +20,4 @@ pub use held::{HeldLock, LostCallback};
 pub use inspect::{LockState, QueuedWaiter, LIST_LIMIT};
 pub use error::{Error, ErrorKind, Result};
 pub use stats::{Counts, Event};
-pub use options::{ClientOptions, RetryPolicy, TlsOptions};
+pub use options::{ClientOptions, ReplicaAck, ReplicaPolicy, RetryPolicy, TlsOptions};

@@ -1,4 +1,7 @@
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::core::error::Error;
 
 /// Settings of a client, shared by every call made through it.
 #[derive(Clone)]
@@ -16,6 +19,28 @@ pub struct ClientOptions {
   pub password: Option<String>,
   /// Certificates for `rediss://` hosts.
   pub tls: Option<TlsOptions>,
+  /// Wait for replicas to copy each new lock before relying on it.
+  pub replica_ack: Option<ReplicaAck>,
+  /// Told of problems that do not fail a call (a replica shortfall under the `warn` policy).
+  pub on_notice: Option<Arc<dyn Fn(&Error) + Send + Sync>>,
+}
+
+/// After taking a lock, wait (`WAIT`) until `replicas` replicas of each host copied it, for at
+/// most `timeout`. Asynchronous replication can otherwise lose an acknowledged lock in a
+/// failover.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaAck {
+  pub replicas: u64,
+  pub timeout: Duration,
+  pub policy: ReplicaPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaPolicy {
+  /// Release the lock and fail the call with [`ErrorKind::Replication`](crate::core::ErrorKind).
+  Fail,
+  /// Keep the lock and report the shortfall through `on_notice`.
+  Warn,
 }
 
 /// TLS settings for `rediss://` hosts; certificates and keys in PEM.
@@ -51,6 +76,7 @@ impl std::fmt::Debug for ClientOptions {
       .field("username", &self.username)
       .field("password", &self.password.as_ref().map(|_| "<redacted>"))
       .field("tls", &self.tls)
+      .field("replica_ack", &self.replica_ack)
       .finish()
   }
 }
@@ -65,6 +91,8 @@ impl Default for ClientOptions {
       username: None,
       password: None,
       tls: None,
+      replica_ack: None,
+      on_notice: None,
     }
   }
 }
