@@ -182,6 +182,8 @@ function memorySection(s6) {
   ].join('\n')
 }
 
+const loads = (averages) => averages.map((load) => load.toFixed(2)).join(' ')
+
 function headerSection(results) {
   const { machine, versions, unavailable, settings } = results
   const peers = Object.entries(versions).map(([name, version]) => `${name} ${version}`).join(', ')
@@ -189,7 +191,7 @@ function headerSection(results) {
   return [
     '# relock benchmark',
     '',
-    `${results.startedAt} · ${machine.cpuModel}, ${machine.cores} cores · Node ${machine.node} · redis-server ${machine.redisServer} · load average ${machine.loadAverageAtStart.map((load) => load.toFixed(2)).join(' ')} at start`,
+    `${results.startedAt} · ${machine.cpuModel}, ${machine.cores} cores · Node ${machine.node} · redis-server ${machine.redisServer} · load average ${loads(machine.loadAverageAtStart)} at start, ${loads(machine.loadAverageAtEnd)} at end`,
     '',
     `Versions: ${peers}. relock build: ${results.relockBuild.map((entry) => `${entry.file} sha256 ${entry.sha256} (${entry.modified})`).join(', ')}.`,
     '',

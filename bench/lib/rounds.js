@@ -18,8 +18,9 @@ function rotate(list, by) {
   return [...list.slice(offset), ...list.slice(0, offset)]
 }
 
-// `measure(contender)` resolves to an object of numeric metrics; a rejection is recorded as that
-// run's error and the rounds go on. Resolves to one row per contender, in the given order.
+// `measure(contender)` resolves to an object of metrics (numbers are summarized, other fields are
+// kept as they are); a rejection is recorded as that run's error and the rounds go on. Resolves
+// to one row per contender, in the given order.
 async function runRounds({ label, contenders, rounds, measure }) {
   const rows = new Map(contenders.map((contender) => [contender, { name: contender.name, runs: [], errors: [] }]))
   for (let round = 0; round < rounds; round++) {
