@@ -14,7 +14,7 @@ use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::held::{Grant, HeldLock, LostCallback};
 use crate::core::notify::Subscription;
 use crate::core::quorum::{self, Vote};
-use crate::core::scripts::{LockKeys, ACQUIRE, ACQUIRE_FAIR, RAISE_FENCE};
+use crate::core::scripts::{LockKeys, ACQUIRE, ACQUIRE_FAIR, FENCE_RETENTION_MS, RAISE_FENCE};
 use crate::core::stats::Event;
 use crate::core::validate;
 
@@ -263,7 +263,7 @@ impl Client {
     let tally = quorum::poll(self.hosts(), |host| {
       let (lock, fence, token) = (lock.clone(), fence.clone(), shared_token.clone());
       async move {
-        match host.eval::<Vec<i64>>(&ACQUIRE, &[&lock, &fence], &[&&*token, &ttl_ms]).await {
+        match host.eval::<Vec<i64>>(&ACQUIRE, &[&lock, &fence], &[&&*token, &ttl_ms, &FENCE_RETENTION_MS]).await {
           Ok(reply) if reply.first() == Some(&1) => Vote::Yes(reply.get(1).copied().unwrap_or(0)),
           Ok(reply) => Vote::No(reply.get(1).copied().unwrap_or(-1)),
           Err(error) => Vote::Failed(error),
@@ -297,7 +297,7 @@ impl Client {
     let highest = fences.iter().map(|(_, fence)| *fence).max().unwrap_or(0);
     let behind = fences.iter().filter(|(_, fence)| *fence < highest).map(|(index, _)| &self.hosts()[*index]);
     futures_util::future::join_all(behind.map(|host| async move {
-      let _: Result<i64> = host.eval(&RAISE_FENCE, &[&keys.fence], &[&highest]).await;
+      let _: Result<i64> = host.eval(&RAISE_FENCE, &[&keys.fence], &[&highest, &FENCE_RETENTION_MS]).await;
     }))
     .await;
     highest
@@ -322,34 +322,25 @@ impl Client {
     }
     let liveness_ms = FAIR_LIVENESS.as_millis() as u64;
     let heartbeat = FAIR_LIVENESS / 3;
+    let ttl = Duration::from_millis(options.ttl_ms);
+    let drift = ttl.mul_f64(self.options().drift_factor) + Duration::from_millis(2);
     let mut last_failure = None;
     loop {
       stop.check(last_failure.as_ref())?;
+      // Any hand-over to us happens after this request ran, so a lease counted from here is on
+      // the safe side.
       let sent = Instant::now();
-      let reply = host.eval::<Vec<i64>>(&ACQUIRE_FAIR, &keys.all(), &[&token, &options.ttl_ms, &liveness_ms]).await;
+      let reply = host
+        .eval::<Vec<i64>>(&ACQUIRE_FAIR, &keys.all(), &[&token, &options.ttl_ms, &liveness_ms, &FENCE_RETENTION_MS])
+        .await;
       if place.joined.is_some() {
         self.fair_lines().joined(&keys.lock, &mut place);
       }
       let recheck = match reply {
         Ok(reply) if reply.first() == Some(&1) => {
           let (fence, remaining_ms) = (reply.get(1).copied().unwrap_or(0), reply.get(2).copied().unwrap_or(0));
-          let remaining = Duration::from_millis(remaining_ms.max(0) as u64);
-          // The ttl counts from when Redis set the key, at the latest when the reply was made:
-          // counting from `sent` is on the safe side.
-          let drift = Duration::from_millis(options.ttl_ms).mul_f64(self.options().drift_factor) + Duration::from_millis(2);
-          match remaining.checked_sub(drift) {
-            Some(left) if !left.is_zero() => {
-              self.confirm_replication(&keys.lock, token, &[0]).await?;
-              return Ok(Grant {
-                key: keys.lock.clone(),
-                token: token.to_owned(),
-                fence,
-                ttl_ms: options.ttl_ms,
-                valid_until: sent + left,
-                watchdog: options.watchdog,
-                max_hold: options.max_hold,
-              })
-            }
+          match Duration::from_millis(remaining_ms.max(0) as u64).checked_sub(drift) {
+            Some(left) if !left.is_zero() => return self.fair_grant(keys, token, options, fence, sent + left).await,
             _ => {
               // Handed over with no time left: give it up and queue again.
               let _ = self.release_on_quorum(&keys.lock, token).await;
@@ -364,8 +355,44 @@ impl Client {
         }
         Err(error) => return Err(error),
       };
-      stop.until(released_or(&mut subscription, recheck, token), last_failure.as_ref()).await?;
+      let woken = stop.until(released_or(&mut subscription, recheck, token), last_failure.as_ref()).await?;
+      if let Some(fence) = woken.handed_over_fence {
+        // The release that handed us the lock said so, with our fence: no need to ask again
+        // unless too little of the lease is certain.
+        let valid_until = sent + ttl.saturating_sub(drift);
+        if valid_until.saturating_duration_since(Instant::now()) >= ttl / 2 {
+          return self.fair_grant(keys, token, options, fence, valid_until).await;
+        }
+      }
     }
+  }
+
+  async fn fair_grant(
+    &self,
+    keys: &LockKeys,
+    token: &str,
+    options: &AcquireOptions,
+    fence: i64,
+    mut valid_until: Instant,
+  ) -> Result<Grant> {
+    if self.options().replica_ack.is_some() {
+      // The hand-over was written by the releasing client; WAIT covers only this client's own
+      // writes, so renew first (a write of ours that replicates after the hand-over).
+      match self.extend(&keys.lock, token, options.ttl_ms).await? {
+        Some(renewed) => valid_until = renewed,
+        None => return Err(Error::new(ErrorKind::LockLost, format!("'{}' was lost right after it was handed over", keys.lock))),
+      }
+      self.confirm_replication(&keys.lock, token, &[0]).await?;
+    }
+    Ok(Grant {
+      key: keys.lock.clone(),
+      token: token.to_owned(),
+      fence,
+      ttl_ms: options.ttl_ms,
+      valid_until,
+      watchdog: options.watchdog,
+      max_hold: options.max_hold,
+    })
   }
 }
 
@@ -386,19 +413,35 @@ fn recheck_after(holder_ttl_ms: Option<i64>) -> Duration {
   }
 }
 
+/// What ended a wait for a release.
+struct Woken {
+  /// The fence, when a release handed the lock to this waiter and said so.
+  handed_over_fence: Option<i64>,
+}
+
 /// Waits until a release of the lock is announced (free, or handed to `token`) or `recheck`
-/// has passed, whichever comes first.
-async fn released_or(subscription: &mut Subscription, recheck: Duration, token: &str) {
+/// has passed, whichever comes first. A release message is empty when the lock became free, or
+/// "<new holder's token> <fence>" when a fair waiter was handed the lock.
+async fn released_or(subscription: &mut Subscription, recheck: Duration, token: &str) -> Woken {
   let timer = tokio::time::sleep(recheck);
   tokio::pin!(timer);
+  let nothing = Woken { handed_over_fence: None };
   loop {
     tokio::select! {
-      _ = &mut timer => return,
+      _ = &mut timer => return nothing,
       message = subscription.receiver.recv() => match message {
-        Ok(new_holder) if new_holder.is_empty() || &*new_holder == token => return,
-        Ok(_) => continue,
-        Err(RecvError::Lagged(_)) => return,
-        Err(RecvError::Closed) => return (&mut timer).await,
+        Ok(message) if message.is_empty() => return nothing,
+        Ok(message) => {
+          let mut words = message.split(' ');
+          if words.next() == Some(token) {
+            return Woken { handed_over_fence: words.next().and_then(|fence| fence.parse().ok()) };
+          }
+        }
+        Err(RecvError::Lagged(_)) => return nothing,
+        Err(RecvError::Closed) => {
+          (&mut timer).await;
+          return nothing;
+        }
       },
     }
   }

@@ -17,7 +17,7 @@ use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::host::Host;
 use crate::core::options::{ClientOptions, ReplicaPolicy, RetryPolicy};
 use crate::core::quorum::{self, Tally, Vote};
-use crate::core::scripts::{LockKeys, EXTEND, RELEASE};
+use crate::core::scripts::{LockKeys, EXTEND};
 use crate::core::stats::{Event, Stats};
 use crate::core::validate;
 
@@ -304,7 +304,7 @@ impl Client {
         if let Some(attempt) = attempt {
           let _ = attempt.await;
         }
-        let _: Result<i64> = host.eval(&RELEASE, &keys.all(), &[&token, &keys.channel]).await;
+        let _ = keys.release_on(host, token).await;
       }
     }))
     .await;
@@ -352,8 +352,7 @@ impl Client {
   pub async fn release_on_quorum(&self, key: &str, token: &str) -> Result<bool> {
     let tally = self
       .ask_each(key, token, |host, key, token| async move {
-        let keys = LockKeys::new(&key);
-        host.eval::<i64>(&RELEASE, &keys.all(), &[&&*token, &keys.channel]).await
+        LockKeys::new(&key).release_on(&host, &token).await
       })
       .await;
     if tally.has_quorum() {

@@ -43,7 +43,9 @@ pub struct HeldLock {
   state: Mutex<State>,
   changed: Notify,
   released: CancellationToken,
-  on_lost: LostCallback,
+  /// Taken when the lock ends (released or lost): the callback may hold a JavaScript function
+  /// that refers back to this lock's handle, and holding it longer would keep both alive.
+  on_lost: Mutex<Option<LostCallback>>,
 }
 
 impl std::fmt::Debug for HeldLock {
@@ -75,7 +77,7 @@ impl HeldLock {
       state: Mutex::new(State { phase: Phase::Held, valid_until: grant.valid_until, ttl_ms: grant.ttl_ms, lost: None }),
       changed: Notify::new(),
       released: CancellationToken::new(),
-      on_lost,
+      on_lost: Mutex::new(Some(on_lost)),
       client: client.clone(),
     });
     client.track(guard(held.clone()));
@@ -149,6 +151,7 @@ impl HeldLock {
       }
     }
     self.released.cancel();
+    drop(self.on_lost.lock().expect("lost callback").take());
     match self.client.guarded(self.client.release_on_quorum(&self.key, &self.token)).await {
       Ok(true) => {
         self.client.stats().record(Event::Released);
@@ -186,7 +189,9 @@ impl HeldLock {
     drop(state);
     self.client.stats().record(Event::Lost);
     self.released.cancel();
-    (self.on_lost)(&reason);
+    if let Some(on_lost) = self.on_lost.lock().expect("lost callback").take() {
+      on_lost(&reason);
+    }
     reason
   }
 

@@ -4,7 +4,7 @@ use redis::Value;
 
 use crate::core::client::Client;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::scripts::{LockKeys, INSPECT, RELEASE};
+use crate::core::scripts::{LockKeys, INSPECT};
 use crate::core::validate;
 
 /// The state of one lock on one host.
@@ -78,7 +78,7 @@ impl Client {
     let mut released = 0;
     for (host, holder) in self.hosts().iter().zip(holders) {
       if let Some(token) = holder {
-        let done: i64 = self.guarded(host.eval(&RELEASE, &keys.all(), &[&token, &keys.channel])).await?;
+        let done = self.guarded(keys.release_on(host, &token)).await?;
         released += done as usize;
       }
     }

@@ -17,7 +17,8 @@ use crate::core::error::Result;
 use crate::core::host::Host;
 use crate::core::options::ClientOptions;
 
-/// What a release message says: the token the lock was handed to, or empty when it is free.
+/// A release message: empty when the lock became free, or the new holder's token and fence when
+/// a fair waiter was handed the lock.
 pub type Released = Arc<str>;
 
 /// How long a channel stays subscribed after its last waiter left, so that a key contended
@@ -78,13 +79,6 @@ impl Notifications {
       *subscribed = true;
     }
     subscription
-  }
-
-  /// Wakes this process's waiters on `channel` without a trip through Redis.
-  pub fn announce(&self, channel: &str, message: Released) {
-    if let Some(entry) = self.channels.lock().expect("channels lock").by_name.get(channel) {
-      let _ = entry.sender.send(message);
-    }
   }
 
   fn leave(self: Arc<Self>, channel: String) {

@@ -8,6 +8,9 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use crate::core::error::Result;
+use crate::core::host::Host;
+
 pub static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
 pub static ACQUIRE_FAIR: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/acquire_fair.lua")));
@@ -16,6 +19,11 @@ pub static INSPECT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!
 pub static RAISE_FENCE: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/raise_fence.lua")));
 pub static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
+
+/// A fence counter outlives its last use by this long: long enough that no holder can still be
+/// paused when it expires, short enough that the counters of keys no longer locked do not pile
+/// up in Redis.
+pub const FENCE_RETENTION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
 /// The side keys and channel that belong to one lock key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +55,11 @@ impl LockKeys {
   /// Keys in the order the release and fair-acquire scripts declare them.
   pub fn all(&self) -> [&str; 4] {
     [&self.lock, &self.queue, &self.waiters, &self.fence]
+  }
+
+  /// Runs the release script on `host`: 1 if `token` held the lock there and no longer does.
+  pub async fn release_on(&self, host: &Host, token: &str) -> Result<i64> {
+    host.eval(&RELEASE, &self.all(), &[&token, &self.channel, &FENCE_RETENTION_MS]).await
   }
 }
 

@@ -6,7 +6,8 @@
 --
 -- KEYS[1] lock key, KEYS[2] queue (list of tokens, oldest first),
 -- KEYS[3] waiters (hash: token -> "<deadline ms> <ttl ms>"), KEYS[4] fence counter
--- ARGV[1] token, ARGV[2] ttl in ms, ARGV[3] liveness in ms (a waiter silent that long is dropped)
+-- ARGV[1] token, ARGV[2] ttl in ms, ARGV[3] liveness in ms (a waiter silent that long is dropped),
+-- ARGV[4] how long the fence counter outlives its last use, in ms
 -- Returns {1, fence, remaining ttl} if ARGV[1] holds the lock, else {0, remaining ttl of the
 -- holder, or -1 if the lock is free but another waiter is first in line}.
 local holder = redis.call('GET', KEYS[1])
@@ -43,4 +44,6 @@ end
 redis.call('LPOP', KEYS[2])
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return {1, redis.call('INCR', KEYS[4]), tonumber(ARGV[2])}
+local fence = redis.call('INCR', KEYS[4])
+redis.call('PEXPIRE', KEYS[4], ARGV[4])
+return {1, fence, tonumber(ARGV[2])}

@@ -1,11 +1,12 @@
 -- Releases a lock if ARGV[1] holds it, or takes ARGV[1] out of the fair queue if it was waiting.
 -- A free lock then goes straight to the first live waiter of the fair queue, if there is one
 -- (so that nobody can barge in ahead of it), or else is deleted. Waiters are told on ARGV[2]:
--- the message is the new holder's token, or empty when the lock is free.
+-- the message is "<new holder's token> <its fence>", or empty when the lock is free.
 --
 -- KEYS[1] lock key, KEYS[2] queue (list of tokens, oldest first),
 -- KEYS[3] waiters (hash: token -> "<deadline ms> <ttl ms>"), KEYS[4] fence counter
--- ARGV[1] token, ARGV[2] notification channel
+-- ARGV[1] token, ARGV[2] notification channel,
+-- ARGV[3] how long the fence counter outlives its last use, in ms
 -- Returns 1 if ARGV[1] held the lock and no longer does, else 0.
 local holder = redis.call('GET', KEYS[1])
 local released = 0
@@ -31,8 +32,9 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
       local deadline, ttl = string.match(entry, '^(%d+) (%d+)$')
       if tonumber(deadline) >= now then
         redis.call('SET', KEYS[1], head, 'PX', ttl)
-        redis.call('INCR', KEYS[4])
-        redis.call('PUBLISH', ARGV[2], head)
+        local fence = redis.call('INCR', KEYS[4])
+        redis.call('PEXPIRE', KEYS[4], ARGV[3])
+        redis.call('PUBLISH', ARGV[2], head .. ' ' .. fence)
         return released
       end
     end
