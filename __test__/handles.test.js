@@ -361,3 +361,26 @@ test('close ends waits, stops the watchdogs and releases held locks', async () =
   await assert.rejects(client.acquire('x'), { code: 'ERR_RELOCK_CLOSED' })
   await locks.unlock('blocked-at-close', plain)
 })
+
+test('handles are freed after release: the heap stays flat over many acquire/release cycles', () => {
+  const { spawnSync } = require('node:child_process')
+  const script = `
+    const { Redlock } = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const locks = new Redlock(${JSON.stringify(server.url)})
+    const cycle = (n) => Promise.all(Array.from({ length: 16 }, async (_, w) => {
+      for (let i = 0; i < n / 16; i++) { const lock = await locks.acquire('leak:' + w, { ttl: 5000 }); await lock.release() }
+    }))
+    ;(async () => {
+      await cycle(2000)
+      global.gc(); const before = process.memoryUsage().heapUsed
+      await cycle(10000)
+      global.gc(); const after = process.memoryUsage().heapUsed
+      console.log(JSON.stringify({ growthKb: (after - before) / 1024 }))
+      await locks.close()
+    })()
+  `
+  const result = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 60000 })
+  assert.equal(result.status, 0, result.stderr)
+  const { growthKb } = JSON.parse(result.stdout)
+  assert.ok(growthKb < 512, `the heap grew by ${growthKb.toFixed(0)} KB over 10000 acquisitions`)
+})
