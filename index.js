@@ -94,9 +94,10 @@ const heldInChain = new AsyncLocalStorage()
 // One native lock shared by the re-entrant handles of one async call chain; released when the
 // last handle is.
 class Hold {
-  constructor(native, notify) {
+  constructor(native, notify, release) {
     this.native = native
     this.notify = notify
+    this.release = release
     this.count = 1
     this.controller = new AbortController()
     this.acquiredAt = performance.now()
@@ -166,7 +167,7 @@ class Lock {
       this.#released = true
       const hold = this.#hold
       if (--hold.count > 0) return true
-      const released = await hold.native.release()
+      const released = await hold.release()
       if (released) hold.notify('released', { key: this.key, fence: this.fence, heldMs: performance.now() - hold.acquiredAt })
       return released
     })
@@ -216,6 +217,7 @@ const clientsWithCallsInFlight = new Set()
 
 class Redlock extends EventEmitter {
   #native
+  #holds = new Set()
   #calls = new Map()
   #nextCallId = 0
 
@@ -258,17 +260,20 @@ class Redlock extends EventEmitter {
 
   // Starts a native call whose result comes back through #settleCompleted, in a batch with the
   // other results that finished meanwhile.
-  #start(method, ...args) {
+  // `started` receives what the native method returned (the cancel handle of an acquire).
+  #start(method, args, started) {
     return new Promise((resolve, reject) => {
       const id = (this.#nextCallId = (this.#nextCallId + 1) >>> 0)
+      let handle
       try {
-        this.#native[method](id, ...args)
+        handle = this.#native[method](id, ...args)
       } catch (error) {
         reject(toRelockError(error))
         return
       }
       if (this.#calls.size === 0) clientsWithCallsInFlight.add(this)
       this.#calls.set(id, { resolve, reject })
+      started?.(handle)
     })
   }
 
@@ -298,7 +303,7 @@ class Redlock extends EventEmitter {
     try {
       expectString('key', key)
       expectNumber('ttl', ttl)
-      return this.#start('lock', key, ttl, expectOptions('options', options, LOCK_OPTIONS))
+      return this.#start('lock', [key, ttl, expectOptions('options', options, LOCK_OPTIONS)])
     } catch (error) {
       return Promise.reject(error)
     }
@@ -308,7 +313,7 @@ class Redlock extends EventEmitter {
     try {
       expectString('key', key)
       expectNumber('ttl', ttl)
-      return this.#start('lockWithValidity', key, ttl, expectOptions('options', options, LOCK_OPTIONS))
+      return this.#start('lockWithValidity', [key, ttl, expectOptions('options', options, LOCK_OPTIONS)])
     } catch (error) {
       return Promise.reject(error)
     }
@@ -319,7 +324,7 @@ class Redlock extends EventEmitter {
       expectString('key', key)
       expectString('token', token)
       expectNumber('ttl', ttl)
-      return this.#start('extend', key, token, ttl)
+      return this.#start('extend', [key, token, ttl])
     } catch (error) {
       return Promise.reject(error)
     }
@@ -329,7 +334,7 @@ class Redlock extends EventEmitter {
     try {
       expectString('key', key)
       expectString('token', token)
-      return this.#start('unlock', key, token)
+      return this.#start('unlock', [key, token])
     } catch (error) {
       return Promise.reject(error)
     }
@@ -353,10 +358,12 @@ class Redlock extends EventEmitter {
       if (signal?.aborted) throw abortError(signal)
 
       let hold = null
+      let request = null
       const waitStarted = performance.now()
-      const request = this.#native.beginAcquire(key, config, (coded) => {
+      const onLostNative = (coded) => {
         const reason = toRelockError(new Error(coded))
         if (hold) {
+          this.#holds.delete(hold)
           hold.controller.abort(reason)
           this.#notify('lost', { key, fence: hold.native.fence, error: reason })
         }
@@ -367,12 +374,17 @@ class Redlock extends EventEmitter {
             process.emitWarning(`relock: the onLost callback threw: ${error && error.message}`)
           }
         }
-      })
-      const cancel = () => request.cancel()
+      }
+      const cancel = () => request?.cancel()
       signal?.addEventListener('abort', cancel, { once: true })
       try {
-        const native = await request.outcome()
-        hold = new Hold(native, this.#notify)
+        const native = await this.#start('acquire', [key, config, onLostNative], (handle) => { request = handle })
+        const holds = this.#holds
+        hold = new Hold(native, this.#notify, () => {
+          holds.delete(hold)
+          return this.#start('release', [native])
+        })
+        holds.add(hold)
         this.#notify('acquired', { key, fence: native.fence, waitedMs: performance.now() - waitStarted })
         const lost = native.lostReason
         if (lost) hold.controller.abort(toRelockError(new Error(lost)))
@@ -443,6 +455,12 @@ class Redlock extends EventEmitter {
 
   async close() {
     await this.#native.close()
+    // The native side released these locks; their signals must have aborted by the time
+    // close() resolves, whichever callback arrives first.
+    for (const hold of this.#holds) {
+      hold.controller.abort(new RelockError('ERR_RELOCK_CLOSED', `the client was closed while holding '${hold.native.key}'`))
+    }
+    this.#holds.clear()
   }
 
   [inspect.custom]() {

@@ -2,17 +2,18 @@
 //!
 //! An `async fn` exported by napi-rs creates a threadsafe function (a libuv handle) for every
 //! call and wakes the event loop once per result. For the short, frequent calls (lock, unlock,
-//! extend) that cost more than the Redis round trip itself. Here every result goes into one
+//! extend, acquire, release) that cost more than the Redis round trip itself. Here every result goes into one
 //! queue instead, and one long-lived threadsafe function wakes JavaScript once for all the
 //! results that arrived meanwhile; JavaScript then settles its promises by call id.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::{Array, Env};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, Status};
 
+use super::NativeLock;
 use crate::core;
 
 /// What a finished call resolves to.
@@ -20,6 +21,7 @@ pub enum Outcome {
   Token(Option<String>),
   Flag(bool),
   Lease(Option<(String, f64)>),
+  Held(Arc<core::HeldLock>),
   Failed(core::Error),
 }
 
@@ -74,6 +76,7 @@ impl Completions {
           records.set(at + 3, *validity)?;
         }
         Outcome::Lease(None) => records.set(at + 2, Option::<&str>::None)?,
+        Outcome::Held(held) => records.set(at + 2, NativeLock { held: held.clone() })?,
         Outcome::Failed(error) => records.set(at + 2, error.to_string())?,
       }
     }

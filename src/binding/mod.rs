@@ -7,14 +7,13 @@
 mod completions;
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use napi::bindgen_prelude::{within_runtime_if_available, Array, Env};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::{
@@ -340,22 +339,30 @@ impl NativeClient {
   /// cancelled through the returned request, or the client closes. `on_lost` is called with a
   /// coded message if the lock is later lost.
   #[napi]
-  pub fn begin_acquire(
+  pub fn acquire(
     &self,
+    env: Env,
+    id: u32,
     key: String,
     config: Option<AcquireConfig>,
     on_lost: ThreadsafeFunction<String, (), String, Status, false, true>,
   ) -> napi::Result<AcquireRequest> {
     let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
     let cancel = CancellationToken::new();
-    let client = self.core.clone();
     let on_lost: LostCallback = Box::new(move |reason: &core::Error| {
       on_lost.call(reason.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
     });
-    let outcome = within_runtime_if_available(|| {
-      tokio::spawn(client.begin_acquire(&key, options, cancel.clone(), on_lost))
-    });
-    Ok(AcquireRequest { cancel, outcome: Mutex::new(Some(outcome)) })
+    let wait = self.core.begin_acquire(&key, options, cancel.clone(), on_lost);
+    self.start(&env, id, async move { Ok(Outcome::Held(wait.await?)) });
+    Ok(AcquireRequest { cancel })
+  }
+
+  /// Starts the release of a held lock; its result arrives under `id`: true if this call
+  /// released it, false if it had been released before.
+  #[napi]
+  pub fn release(&self, env: Env, id: u32, lock: &NativeLock) {
+    let held = lock.held.clone();
+    self.start(&env, id, async move { Ok(Outcome::Flag(held.release().await?)) });
   }
 }
 
@@ -466,11 +473,10 @@ fn acquire_options(config: &AcquireConfig) -> core::Result<AcquireOptions> {
   })
 }
 
-/// A wait for a lock in progress.
+/// A wait for a lock in progress; its outcome arrives through the client's completions.
 #[napi]
 pub struct AcquireRequest {
   cancel: CancellationToken,
-  outcome: Mutex<Option<JoinHandle<core::Result<Arc<HeldLock>>>>>,
 }
 
 #[napi]
@@ -480,24 +486,12 @@ impl AcquireRequest {
   pub fn cancel(&self) {
     self.cancel.cancel();
   }
-
-  #[napi]
-  pub async fn outcome(&self) -> napi::Result<NativeLock> {
-    let outcome = self.outcome.lock().expect("outcome lock").take();
-    let Some(outcome) = outcome else {
-      return Err(napi::Error::from_reason("ERR_RELOCK_INTERNAL: the outcome was already taken"));
-    };
-    match outcome.await {
-      Ok(result) => result.map(|held| NativeLock { held }).map_err(to_js),
-      Err(error) => Err(napi::Error::from_reason(format!("ERR_RELOCK_INTERNAL: the wait failed: {error}"))),
-    }
-  }
 }
 
 /// A lock held through a handle, renewed by the native watchdog.
 #[napi]
 pub struct NativeLock {
-  held: Arc<HeldLock>,
+  pub(crate) held: Arc<HeldLock>,
 }
 
 #[napi]
@@ -538,10 +532,5 @@ impl NativeLock {
   pub async fn extend(&self, ttl: f64) -> napi::Result<()> {
     let ttl_ms = validate::positive_millis("ttl", ttl).map_err(to_js)?;
     self.held.extend(ttl_ms).await.map_err(to_js)
-  }
-
-  #[napi]
-  pub async fn release(&self) -> napi::Result<bool> {
-    self.held.release().await.map_err(to_js)
   }
 }

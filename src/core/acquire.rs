@@ -237,12 +237,18 @@ impl Client {
     let gate = self.gates().gate(&keys.lock);
     let mut turn = Turn { gates: self.gates(), key: &keys.lock, gate: Some(gate.clone()), guard: None };
     turn.guard = Some(stop.until(gate.lock_owned(), None).await?);
-    let mut subscription = self.notifications().subscribe(&keys.channel).await;
+    // Subscribed only once the lock turns out to be held, so an uncontended acquire costs one
+    // round trip; the attempt right after subscribing catches a release in between.
+    let mut subscription = None;
     let mut last_failure = None;
     loop {
       stop.check(last_failure.as_ref())?;
       let recheck = match self.try_acquire(keys, token, options).await {
         Ok(Try::Taken(grant)) => return Ok(grant),
+        Ok(Try::Busy(_)) if subscription.is_none() => {
+          subscription = Some(self.notifications().subscribe(&keys.channel).await);
+          continue;
+        }
         Ok(Try::Busy(recheck)) => recheck,
         Err(error) if is_transient(&error) => {
           last_failure = Some(error);
@@ -250,7 +256,7 @@ impl Client {
         }
         Err(error) => return Err(error),
       };
-      stop.until(released_or(&mut subscription, recheck, token), last_failure.as_ref()).await?;
+      stop.until(released_or(subscription.as_mut(), recheck, token), last_failure.as_ref()).await?;
     }
   }
 
@@ -312,7 +318,7 @@ impl Client {
     mut place: Place,
   ) -> Result<Grant> {
     let host = self.hosts()[0].clone();
-    let mut subscription = self.notifications().subscribe(&keys.channel).await;
+    let mut subscription = None;
     if let Some(predecessor) = place.predecessor.take() {
       let waited = stop.until(predecessor, None).await;
       if waited.is_err() {
@@ -348,6 +354,12 @@ impl Client {
             }
           }
         }
+        Ok(_) if subscription.is_none() => {
+          // Waiting after all: from now on releases are heard; ask again at once in case one
+          // came before the subscription did.
+          subscription = Some(self.notifications().subscribe(&keys.channel).await);
+          continue;
+        }
         Ok(reply) => recheck_after(reply.get(1).copied().filter(|ttl| *ttl >= 0)).min(heartbeat),
         Err(error) if is_transient(&error) => {
           last_failure = Some(error);
@@ -355,7 +367,7 @@ impl Client {
         }
         Err(error) => return Err(error),
       };
-      let woken = stop.until(released_or(&mut subscription, recheck, token), last_failure.as_ref()).await?;
+      let woken = stop.until(released_or(subscription.as_mut(), recheck, token), last_failure.as_ref()).await?;
       if let Some(fence) = woken.handed_over_fence {
         // The release that handed us the lock said so, with our fence: no need to ask again
         // unless too little of the lease is certain.
@@ -422,10 +434,14 @@ struct Woken {
 /// Waits until a release of the lock is announced (free, or handed to `token`) or `recheck`
 /// has passed, whichever comes first. A release message is empty when the lock became free, or
 /// "<new holder's token> <fence>" when a fair waiter was handed the lock.
-async fn released_or(subscription: &mut Subscription, recheck: Duration, token: &str) -> Woken {
+async fn released_or(subscription: Option<&mut Subscription>, recheck: Duration, token: &str) -> Woken {
   let timer = tokio::time::sleep(recheck);
   tokio::pin!(timer);
   let nothing = Woken { handed_over_fence: None };
+  let Some(subscription) = subscription else {
+    timer.await;
+    return nothing;
+  };
   loop {
     tokio::select! {
       _ = &mut timer => return nothing,
