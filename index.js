@@ -282,6 +282,7 @@ class Redlock extends EventEmitter {
     for (let at = 0; at < records.length; at += 4) {
       const id = records[at]
       const call = this.#calls.get(id)
+      if (!call) continue // settled by close() already
       this.#calls.delete(id)
       if (!records[at + 1]) call.reject(toRelockError(new Error(records[at + 2])))
       else if (records[at + 3] !== undefined) call.resolve({ token: records[at + 2], validity: records[at + 3] })
@@ -454,7 +455,12 @@ class Redlock extends EventEmitter {
   }
 
   async close() {
-    await this.#native.close()
+    const closing = this.#native.close()
+    const closed = new RelockError('ERR_RELOCK_CLOSED', 'the Redlock client is closed')
+    for (const call of this.#calls.values()) call.reject(closed)
+    this.#calls.clear()
+    clientsWithCallsInFlight.delete(this)
+    await closing
     // The native side released these locks; their signals must have aborted by the time
     // close() resolves, whichever callback arrives first.
     for (const hold of this.#holds) {

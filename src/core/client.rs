@@ -140,22 +140,25 @@ impl Client {
     &self.closed
   }
 
-  /// Runs `call` unless the client is or becomes closed.
-  pub async fn guarded<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+  /// Refuses calls on a closed client. A call already running when the client closes runs to
+  /// its end (each is bounded by the host timeouts); waits end at once (see `acquire`), and
+  /// the JavaScript layer settles every pending call when it closes.
+  pub fn ensure_open(&self) -> Result<()> {
     if self.is_closed() {
       return Err(Error::closed());
     }
-    tokio::select! {
-      biased;
-      _ = self.closed.cancelled() => Err(Error::closed()),
-      result = call => result,
-    }
+    Ok(())
   }
 
   /// Takes `key` for `ttl_ms` with a fresh random token, retrying as `retry` says.
   /// `Ok(None)`: someone else holds it.
   pub async fn lock(&self, key: &str, ttl_ms: u64, retry: &RetryPolicy) -> Result<Option<Lease>> {
-    let outcome = self.lock_with_retries(key, ttl_ms, retry).await;
+    let mut outcome = self.lock_with_retries(key, ttl_ms, retry).await;
+    if let (Ok(Some(lease)), true) = (&outcome, self.is_closed()) {
+      // Taken while the client closed: nobody will release it, so do it now.
+      let _ = self.release_on_quorum(key, &lease.token).await;
+      outcome = Err(Error::closed());
+    }
     self.count(&outcome, |lease| Some(if lease.is_some() { Event::Locked } else { Event::Busy }));
     outcome
   }
@@ -166,7 +169,10 @@ impl Client {
     let budget_end = retry.budget.map(|budget| started + budget);
     let mut attempt = 0;
     loop {
-      let outcome = self.guarded(self.try_lock(key, &new_token(), ttl_ms)).await;
+      let outcome = match self.ensure_open() {
+        Ok(()) => self.try_lock(key, &new_token(), ttl_ms).await,
+        Err(closed) => Err(closed),
+      };
       let retryable = match &outcome {
         Ok(Attempt::Taken(lease)) => return Ok(Some(lease.clone())),
         Ok(Attempt::Busy) => true,
@@ -181,7 +187,10 @@ impl Client {
         return outcome.map(|_| None);
       }
       attempt += 1;
-      self.guarded(async { Ok(tokio::time::sleep(pause).await) }).await?;
+      tokio::select! {
+        _ = self.closed.cancelled() => return Err(Error::closed()),
+        _ = tokio::time::sleep(pause) => {}
+      }
     }
   }
 
@@ -221,13 +230,15 @@ impl Client {
       if let Some(left) = quorum::validity(ttl, started.elapsed(), self.options.drift_factor) {
         let lease = Lease { token: token.to_owned(), valid_until: Instant::now() + left };
         let holders: Vec<usize> = tally.yes.iter().map(|(index, _)| *index).collect();
-        self.confirm_replication(key, token, &holders).await?;
+        if self.options.replica_ack.is_some() {
+          Box::pin(self.confirm_replication(key, token, &holders)).await?;
+        }
         return Ok(Some(lease));
       }
     }
     let pending = std::mem::take(&mut tally.pending);
     if !tally.yes.is_empty() || !pending.is_empty() {
-      self.release_everywhere(key, token, pending).await;
+      Box::pin(self.release_everywhere(key, token, pending)).await;
     }
     if tally.has_quorum() {
       return Err(Error::new(
@@ -314,36 +325,35 @@ impl Client {
   pub async fn extend(&self, key: &str, token: &str, ttl_ms: u64) -> Result<Option<Instant>> {
     validate::key(key)?;
     validate::token(token)?;
-    self
-      .guarded(async {
-        let started = Instant::now();
-        let tally = self.ask_each(key, token, |host, key, token| async move {
-          host.eval::<i64>(&EXTEND, &[&*key], &[&&*token, &ttl_ms]).await
-        });
-        let tally = tally.await;
-        let ttl = Duration::from_millis(ttl_ms);
-        if tally.has_quorum() {
-          return match quorum::validity(ttl, started.elapsed(), self.options.drift_factor) {
-            Some(left) => Ok(Some(Instant::now() + left)),
-            None => Err(Error::new(
-              ErrorKind::ValidityExpired,
-              format!("'{key}' was renewed, but no time was left on its {ttl_ms} ms ttl by the time a quorum answered"),
-            )),
-          };
-        }
-        if tally.refused() {
-          return Ok(None);
-        }
-        Err(tally.failure())
+    self.ensure_open()?;
+    let started = Instant::now();
+    let tally = self
+      .ask_each(key, token, |host, key, token| async move {
+        host.eval::<i64>(&EXTEND, &[&*key], &[&&*token, &ttl_ms]).await
       })
-      .await
+      .await;
+    let ttl = Duration::from_millis(ttl_ms);
+    if tally.has_quorum() {
+      return match quorum::validity(ttl, started.elapsed(), self.options.drift_factor) {
+        Some(left) => Ok(Some(Instant::now() + left)),
+        None => Err(Error::new(
+          ErrorKind::ValidityExpired,
+          format!("'{key}' was renewed, but no time was left on its {ttl_ms} ms ttl by the time a quorum answered"),
+        )),
+      };
+    }
+    if tally.refused() {
+      return Ok(None);
+    }
+    Err(tally.failure())
   }
 
   /// Releases `key` if `token` holds it, on every host; true when a quorum confirmed.
   pub async fn unlock(&self, key: &str, token: &str) -> Result<bool> {
     validate::key(key)?;
     validate::token(token)?;
-    let outcome = self.guarded(self.release_on_quorum(key, token)).await;
+    self.ensure_open()?;
+    let outcome = self.release_on_quorum(key, token).await;
     self.count(&outcome, |released| released.then_some(Event::Unlocked));
     outcome
   }

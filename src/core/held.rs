@@ -152,7 +152,8 @@ impl HeldLock {
     }
     self.released.cancel();
     drop(self.on_lost.lock().expect("lost callback").take());
-    match self.client.guarded(self.client.release_on_quorum(&self.key, &self.token)).await {
+    self.client.ensure_open()?;
+    match self.client.release_on_quorum(&self.key, &self.token).await {
       Ok(true) => {
         self.client.stats().record(Event::Released);
         Ok(true)

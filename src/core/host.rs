@@ -2,6 +2,7 @@
 //! failures to relock's error kinds.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -82,7 +83,7 @@ impl Host {
   /// Sends one command and reads its reply.
   pub async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T> {
     let mut connection = self.connection.clone();
-    self.bounded(command.query_async(&mut connection)).await
+    self.bounded(Box::pin(command.query_async(&mut connection))).await
   }
 
   /// Runs `script` by EVALSHA; redis-rs loads it and retries once when the server answers
@@ -101,10 +102,13 @@ impl Host {
       arg.push_onto(&mut invocation);
     }
     let mut connection = self.connection.clone();
-    self.bounded(invocation.invoke_async(&mut connection)).await
+    self.bounded(Box::pin(invocation.invoke_async(&mut connection))).await
   }
 
-  async fn bounded<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+  /// Bounds one Redis call in time. Calls come boxed: a Redis call's future is large (script
+  /// loading on NOSCRIPT, reconnection), and every future awaiting it inline would carry that
+  /// size through each move.
+  async fn bounded<T>(&self, call: Pin<Box<impl Future<Output = redis::RedisResult<T>>>>) -> Result<T> {
     match tokio::time::timeout(self.call_timeout, call).await {
       Ok(Ok(value)) => Ok(value),
       Ok(Err(error)) => Err(self.describe(&error)),

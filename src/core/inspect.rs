@@ -40,7 +40,8 @@ impl Client {
     let keys = LockKeys::new(key);
     let mut states = Vec::new();
     for host in self.hosts() {
-      let reply: Vec<Value> = self.guarded(host.eval(&INSPECT, &keys.all(), &[])).await?;
+      self.ensure_open()?;
+      let reply: Vec<Value> = host.eval(&INSPECT, &keys.all(), &[]).await?;
       states.push(parse_state(host.label(), reply).ok_or_else(|| {
         Error::new(ErrorKind::Redis, format!("{}: unexpected reply to the inspect script", host.label()))
       })?);
@@ -57,7 +58,8 @@ impl Client {
       loop {
         let mut command = redis::cmd("SCAN");
         command.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(500);
-        let (next, keys): (u64, Vec<String>) = self.guarded(host.query(&command)).await?;
+        self.ensure_open()?;
+        let (next, keys): (u64, Vec<String>) = host.query(&command).await?;
         found.extend(keys.into_iter().filter(|key| !LockKeys::is_side_key(key)));
         if next == 0 || found.len() >= limit {
           break;
@@ -78,7 +80,8 @@ impl Client {
     let mut released = 0;
     for (host, holder) in self.hosts().iter().zip(holders) {
       if let Some(token) = holder {
-        let done = self.guarded(keys.release_on(host, &token)).await?;
+        self.ensure_open()?;
+        let done = keys.release_on(host, &token).await?;
         released += done as usize;
       }
     }

@@ -111,6 +111,16 @@ where
     tally.record(0, ask(host.clone()).await);
     return tally;
   }
+  // Boxed so that the single-host path above does not carry this one's size.
+  Box::pin(poll_many(hosts, ask, tally)).await
+}
+
+async fn poll_many<T, F, Fut>(hosts: &[Arc<Host>], ask: F, mut tally: Tally<T>) -> Tally<T>
+where
+  T: Send + 'static,
+  F: Fn(Arc<Host>) -> Fut,
+  Fut: Future<Output = Vote<T>> + Send + 'static,
+{
   let mut tasks: Vec<Option<JoinHandle<Vote<T>>>> =
     hosts.iter().map(|host| Some(tokio::spawn(ask(host.clone())))).collect();
   let mut answers: FuturesUnordered<_> = tasks
