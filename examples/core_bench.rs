@@ -1,0 +1,105 @@
+//! The Rust core alone, against a throwaway redis-server: how much of a JavaScript lock + unlock
+//! cycle is Redis and the core, and (by difference with `npm run bench`) how much is crossing
+//! between JavaScript and the native threads.
+//!
+//!   cargo run --release --example core_bench [-- --seconds 2]
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use relock::core::{Client, ClientOptions, RetryPolicy};
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+  fn drop(&mut self) {
+    let _ = self.0.kill();
+    let _ = self.0.wait();
+  }
+}
+
+fn start_redis() -> (Server, String) {
+  let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+  let child = Command::new("redis-server")
+    .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+    .stdout(Stdio::null())
+    .spawn()
+    .expect("redis-server is not on PATH");
+  let url = format!("redis://127.0.0.1:{port}");
+  for _ in 0..500 {
+    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+      break;
+    }
+    std::thread::sleep(Duration::from_millis(10));
+  }
+  (Server(child), url)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+  sorted[((sorted.len() as f64 - 1.0) * p) as usize]
+}
+
+async fn sequential(client: &Client, seconds: f64) -> (f64, Duration, Duration) {
+  let retry = RetryPolicy::default();
+  let mut latencies = Vec::new();
+  let started = Instant::now();
+  let mut cycle = 0u64;
+  while started.elapsed().as_secs_f64() < seconds {
+    let key = format!("core:seq:{cycle}");
+    let begun = Instant::now();
+    let lease = client.lock(&key, 5000, &retry).await.unwrap().unwrap();
+    assert!(client.unlock(&key, &lease.token).await.unwrap());
+    latencies.push(begun.elapsed());
+    cycle += 1;
+  }
+  let rate = cycle as f64 / started.elapsed().as_secs_f64();
+  latencies.sort();
+  (rate, percentile(&latencies, 0.5), percentile(&latencies, 0.99))
+}
+
+async fn concurrent(client: Arc<Client>, loops: usize, seconds: f64) -> f64 {
+  let started = Instant::now();
+  let tasks: Vec<_> = (0..loops)
+    .map(|loop_index| {
+      let client = client.clone();
+      tokio::spawn(async move {
+        let retry = RetryPolicy::default();
+        let mut cycles = 0u64;
+        while started.elapsed().as_secs_f64() < seconds {
+          let key = format!("core:conc:{loop_index}:{cycles}");
+          let lease = client.lock(&key, 5000, &retry).await.unwrap().unwrap();
+          client.unlock(&key, &lease.token).await.unwrap();
+          cycles += 1;
+        }
+        cycles
+      })
+    })
+    .collect();
+  let mut total = 0;
+  for task in tasks {
+    total += task.await.unwrap();
+  }
+  total as f64 / started.elapsed().as_secs_f64()
+}
+
+fn main() {
+  let seconds: f64 = std::env::args().skip_while(|a| a != "--seconds").nth(1).map_or(2.0, |s| s.parse().unwrap());
+  let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+  runtime.block_on(async {
+    for hosts in [1, 3, 5] {
+      let servers: Vec<_> = (0..hosts).map(|_| start_redis()).collect();
+      let urls: Vec<String> = servers.iter().map(|(_, url)| url.clone()).collect();
+      let client = Arc::new(Client::new(&urls, ClientOptions::default()).unwrap());
+      let (rate, p50, p99) = sequential(&client, seconds).await;
+      println!(
+        "{hosts} host(s), sequential lock+unlock: {rate:.0} cycles/s, p50 {} µs, p99 {} µs",
+        p50.as_micros(),
+        p99.as_micros()
+      );
+      let rate = concurrent(client.clone(), 64, seconds).await;
+      println!("{hosts} host(s), 64 concurrent loops: {rate:.0} cycles/s");
+    }
+  });
+}
