@@ -1,6 +1,11 @@
 #![deny(clippy::all)]
 
 pub mod core;
+
+/// mimalloc instead of the system allocator: the runtime's threads allocate and free small
+/// buffers on every call, which glibc serves from per-thread arenas that keep growing.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod binding;
 
 /// Lock traffic is light on CPU: two worker threads serve any number of hosts and calls, and
