@@ -11,8 +11,8 @@ const MB = 1024 * 1024
 
 function sampleMemory(cycles) {
   global.gc?.() // sample live memory, not garbage that has yet to be collected
-  const { rss, heapUsed } = process.memoryUsage()
-  return { cycles, rssMB: rss / MB, heapUsedMB: heapUsed / MB }
+  const { rss, heapUsed, heapTotal } = process.memoryUsage()
+  return { cycles, rssMB: rss / MB, heapUsedMB: heapUsed / MB, heapTotalMB: heapTotal / MB }
 }
 
 // Runs exactly `cycles` lock + unlock cycles spread over `loops` concurrent loops.

@@ -160,12 +160,12 @@ function memorySection(s6) {
   const [row] = s6.rows
   const megabytes = decimals(1)
   const summary = markdownTable(
-    ['library / mode', 'cycles/s', 'RSS after warm-up MB', 'RSS growth MB', 'RSS peak growth MB', 'heap after warm-up MB', 'heap growth MB'],
-    [[row.name, cell(row, 'cyclesPerSecond', integer), cell(row, 'rssAfterWarmupMB', megabytes), cell(row, 'rssGrowthMB', megabytes), cell(row, 'rssPeakGrowthMB', megabytes), cell(row, 'heapAfterWarmupMB', megabytes), cell(row, 'heapGrowthMB', megabytes)]],
+    ['library / mode', 'cycles/s', 'RSS after warm-up MB', 'RSS growth MB', 'RSS growth after the first tenth MB', 'RSS peak growth MB', 'heap after warm-up MB', 'heap growth MB'],
+    [[row.name, cell(row, 'cyclesPerSecond', integer), cell(row, 'rssAfterWarmupMB', megabytes), cell(row, 'rssGrowthMB', megabytes), cell(row, 'rssGrowthAfterFirstTenthMB', megabytes), cell(row, 'rssPeakGrowthMB', megabytes), cell(row, 'heapAfterWarmupMB', megabytes), cell(row, 'heapGrowthMB', megabytes)]],
   )
   const samples = (row.runs[0]?.samples ?? []).map((_, index) => [
     integer(row.runs[0].samples[index].cycles),
-    ...row.runs.map((run) => `${megabytes(run.samples[index].rssMB)} / ${megabytes(run.samples[index].heapUsedMB)}`),
+    ...row.runs.map((run) => `${megabytes(run.samples[index].rssMB)} / ${megabytes(run.samples[index].heapUsedMB)} / ${megabytes(run.samples[index].heapTotalMB)}`),
   ])
   const gc = row.runs.every((run) => run.gcExposed) ? 'after global.gc()' : 'without global.gc() (not exposed)'
   return [
@@ -175,7 +175,7 @@ function memorySection(s6) {
     '',
     summary,
     errorNotes(s6.rows),
-    'Samples, RSS MB / heapUsed MB, cycles counted after the warm-up:',
+    'Samples, RSS MB / V8 heapUsed MB / V8 heapTotal MB, cycles counted after the warm-up:',
     '',
     markdownTable(['cycles', ...row.runs.map((_, index) => `round ${index + 1}`)], samples),
     '',

@@ -33,6 +33,9 @@ function analyzeSamples({ samples, cyclesPerSecond, gcExposed }) {
     rssAfterWarmupMB: afterWarmup.rssMB,
     rssGrowthMB: last.rssMB - afterWarmup.rssMB,
     rssPeakGrowthMB: Math.max(...samples.map((sample) => sample.rssMB)) - afterWarmup.rssMB,
+    // From the first tenth on: the allocator and V8 settle into their working set during it,
+    // so what grows after it is what keeps growing.
+    rssGrowthAfterFirstTenthMB: last.rssMB - samples[1].rssMB,
     heapAfterWarmupMB: afterWarmup.heapUsedMB,
     heapGrowthMB: last.heapUsedMB - afterWarmup.heapUsedMB,
     gcExposed,
