@@ -7,27 +7,12 @@ const path = require('node:path')
 
 const { Redlock, RelockError } = require('..')
 const { RedisServer, startServers, sleep } = require('./helpers/redis')
+const { lostWithin, eventually } = require('./helpers/waiting')
 
 const DOCUMENTED_CODES = new Set([
   'ERR_RELOCK_CONNECTION', 'ERR_RELOCK_TIMEOUT', 'ERR_RELOCK_REDIS', 'ERR_RELOCK_CLOSED', 'ERR_RELOCK_NO_QUORUM',
   'ERR_RELOCK_VALIDITY_EXPIRED', 'ERR_RELOCK_WAIT_TIMEOUT', 'ERR_RELOCK_LOCK_LOST',
 ])
-
-function lostWithin(lock, ms) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not reported lost within ${ms} ms`)), ms)
-    lock.signal.addEventListener('abort', () => { clearTimeout(timer); resolve(lock.signal.reason) }, { once: true })
-  })
-}
-
-async function eventually(attempt, what, tries = 100) {
-  for (let i = 0; i < tries; i++) {
-    const value = await attempt().catch(() => null)
-    if (value) return value
-    await sleep(30)
-  }
-  assert.fail(`${what} did not happen`)
-}
 
 test('a restarted Redis without persistence forgot the lock: it is reported lost, and new acquires work', async () => {
   const server = await RedisServer.start()

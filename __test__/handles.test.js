@@ -8,6 +8,7 @@ const path = require('node:path')
 const { Redlock, RelockError, Lock } = require('..')
 const { RedisServer, startServers, sleep } = require('./helpers/redis')
 const { runWorkers } = require('./helpers/workers')
+const { lostWithin } = require('./helpers/waiting')
 
 let server
 let locks
@@ -25,15 +26,6 @@ after(async () => {
 beforeEach(() => server.cli('FLUSHALL'))
 
 const worker = (options) => [JSON.stringify([server.url]), server.url, String(options.rounds ?? 1), JSON.stringify(options)]
-
-// Resolves when the lock's signal aborts. The timer keeps the event loop alive meanwhile: the
-// native watchdog deliberately does not, so that a process whose work is done can exit.
-function lostWithin(lock, ms) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the lock was not reported lost within ${ms} ms`)), ms)
-    lock.signal.addEventListener('abort', () => { clearTimeout(timer); resolve(lock.signal.reason) }, { once: true })
-  })
-}
 
 function sortedByAcquisition(results) {
   return results.flatMap((result) => result.records).sort((a, b) => a.acquired - b.acquired)

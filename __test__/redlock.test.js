@@ -6,6 +6,7 @@ const assert = require('node:assert/strict')
 const { Redlock, RelockError } = require('..')
 const { startServers, sleep } = require('./helpers/redis')
 const { runWorkers } = require('./helpers/workers')
+const { eventually } = require('./helpers/waiting')
 
 let three
 let five
@@ -30,15 +31,6 @@ const urls = (servers) => servers.map((server) => server.url)
 
 function holders(servers, key) {
   return servers.map((server) => (server.process ? server.cli('GET', key) : 'down'))
-}
-
-async function eventually(attempt, what) {
-  for (let i = 0; i < 100; i++) {
-    const value = await attempt().catch(() => null)
-    if (value) return value
-    await sleep(30)
-  }
-  assert.fail(`${what} did not happen`)
 }
 
 test('the lock is set on every host with the same token and released on every host', async () => {
