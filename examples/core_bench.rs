@@ -21,9 +21,22 @@ impl Drop for Server {
 }
 
 fn start_redis() -> (Server, String) {
-  let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+  let port = TcpListener::bind("127.0.0.1:0")
+    .unwrap()
+    .local_addr()
+    .unwrap()
+    .port();
   let child = Command::new("redis-server")
-    .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+    .args([
+      "--port",
+      &port.to_string(),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+    ])
     .stdout(Stdio::null())
     .spawn()
     .expect("redis-server is not on PATH");
@@ -56,7 +69,11 @@ async fn sequential(client: &Client, seconds: f64) -> (f64, Duration, Duration) 
   }
   let rate = cycle as f64 / started.elapsed().as_secs_f64();
   latencies.sort();
-  (rate, percentile(&latencies, 0.5), percentile(&latencies, 0.99))
+  (
+    rate,
+    percentile(&latencies, 0.5),
+    percentile(&latencies, 0.99),
+  )
 }
 
 async fn concurrent(client: Arc<Client>, loops: usize, seconds: f64) -> f64 {
@@ -85,8 +102,15 @@ async fn concurrent(client: Arc<Client>, loops: usize, seconds: f64) -> f64 {
 }
 
 fn main() {
-  let seconds: f64 = std::env::args().skip_while(|a| a != "--seconds").nth(1).map_or(2.0, |s| s.parse().unwrap());
-  let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+  let seconds: f64 = std::env::args()
+    .skip_while(|a| a != "--seconds")
+    .nth(1)
+    .map_or(2.0, |s| s.parse().unwrap());
+  let runtime = tokio::runtime::Builder::new_multi_thread()
+    .worker_threads(2)
+    .enable_all()
+    .build()
+    .unwrap();
   runtime.block_on(async {
     for hosts in [1, 3, 5] {
       let servers: Vec<_> = (0..hosts).map(|_| start_redis()).collect();

@@ -9,7 +9,13 @@ use support::RedisServer;
 use tokio_util::sync::CancellationToken;
 
 fn options(ttl_ms: u64, fair: bool) -> AcquireOptions {
-  AcquireOptions { ttl_ms, wait: Some(Duration::from_secs(5)), fair, watchdog: true, max_hold: None }
+  AcquireOptions {
+    ttl_ms,
+    wait: Some(Duration::from_secs(5)),
+    fair,
+    watchdog: true,
+    max_hold: None,
+  }
 }
 
 fn client(server: &RedisServer) -> Arc<Client> {
@@ -20,11 +26,24 @@ fn client(server: &RedisServer) -> Arc<Client> {
 async fn fair_waiters_are_served_in_arrival_order_and_fences_grow() {
   let server = RedisServer::start();
   let client = client(&server);
-  let first = client.acquire("q", options(5000, true), CancellationToken::new(), Box::new(|_| {})).await.unwrap();
+  let first = client
+    .acquire(
+      "q",
+      options(5000, true),
+      CancellationToken::new(),
+      Box::new(|_| {}),
+    )
+    .await
+    .unwrap();
   let served = Arc::new(std::sync::Mutex::new(Vec::new()));
   let mut waiters = Vec::new();
   for index in 0..4 {
-    let wait = client.begin_acquire("q", options(5000, true), CancellationToken::new(), Box::new(|_| {}));
+    let wait = client.begin_acquire(
+      "q",
+      options(5000, true),
+      CancellationToken::new(),
+      Box::new(|_| {}),
+    );
     let served = served.clone();
     waiters.push(tokio::spawn(async move {
       let held = wait.await.unwrap();
@@ -33,13 +52,25 @@ async fn fair_waiters_are_served_in_arrival_order_and_fences_grow() {
     }));
   }
   tokio::time::sleep(Duration::from_millis(100)).await;
-  assert_eq!(server.cli(&["LLEN", "{q}:relock:queue"]).unwrap().trim(), "4");
+  assert_eq!(
+    server.cli(&["LLEN", "{q}:relock:queue"]).unwrap().trim(),
+    "4"
+  );
   first.release().await.unwrap();
   for waiter in waiters {
     waiter.await.unwrap();
   }
-  assert_eq!(*served.lock().unwrap(), vec![(0, 2), (1, 3), (2, 4), (3, 5)]);
-  assert_eq!(server.cli(&["EXISTS", "{q}:relock:queue", "{q}:relock:waiters", "q"]).unwrap().trim(), "0");
+  assert_eq!(
+    *served.lock().unwrap(),
+    vec![(0, 2), (1, 3), (2, 4), (3, 5)]
+  );
+  assert_eq!(
+    server
+      .cli(&["EXISTS", "{q}:relock:queue", "{q}:relock:waiters", "q"])
+      .unwrap()
+      .trim(),
+    "0"
+  );
 }
 
 #[tokio::test]
@@ -49,10 +80,15 @@ async fn the_watchdog_renews_and_a_takeover_is_reported_once() {
   let reports = Arc::new(AtomicUsize::new(0));
   let counter = reports.clone();
   let held = client
-    .acquire("w", options(300, false), CancellationToken::new(), Box::new(move |e| {
-      assert_eq!(e.kind(), ErrorKind::LockLost);
-      counter.fetch_add(1, Ordering::SeqCst);
-    }))
+    .acquire(
+      "w",
+      options(300, false),
+      CancellationToken::new(),
+      Box::new(move |e| {
+        assert_eq!(e.kind(), ErrorKind::LockLost);
+        counter.fetch_add(1, Ordering::SeqCst);
+      }),
+    )
     .await
     .unwrap();
   tokio::time::sleep(Duration::from_millis(800)).await;
@@ -61,26 +97,53 @@ async fn the_watchdog_renews_and_a_takeover_is_reported_once() {
   tokio::time::sleep(Duration::from_millis(400)).await;
   assert!(!held.is_valid());
   assert_eq!(reports.load(Ordering::SeqCst), 1);
-  assert_eq!(held.release().await.unwrap_err().kind(), ErrorKind::LockLost);
-  assert!(!held.release().await.unwrap(), "a second release is harmless");
+  assert_eq!(
+    held.release().await.unwrap_err().kind(),
+    ErrorKind::LockLost
+  );
+  assert!(
+    !held.release().await.unwrap(),
+    "a second release is harmless"
+  );
 }
 
 #[tokio::test]
 async fn cancel_and_timeout_end_a_wait_and_leave_the_queue() {
   let server = RedisServer::start();
   let client = client(&server);
-  let _held = client.acquire("c", options(5000, false), CancellationToken::new(), Box::new(|_| {})).await.unwrap();
+  let _held = client
+    .acquire(
+      "c",
+      options(5000, false),
+      CancellationToken::new(),
+      Box::new(|_| {}),
+    )
+    .await
+    .unwrap();
   let cancel = CancellationToken::new();
-  let wait = tokio::spawn(client.begin_acquire("c", options(5000, true), cancel.clone(), Box::new(|_| {})));
+  let wait =
+    tokio::spawn(client.begin_acquire("c", options(5000, true), cancel.clone(), Box::new(|_| {})));
   tokio::time::sleep(Duration::from_millis(100)).await;
-  assert_eq!(server.cli(&["LLEN", "{c}:relock:queue"]).unwrap().trim(), "1");
+  assert_eq!(
+    server.cli(&["LLEN", "{c}:relock:queue"]).unwrap().trim(),
+    "1"
+  );
   cancel.cancel();
   assert_eq!(wait.await.unwrap().unwrap_err().kind(), ErrorKind::Aborted);
-  assert_eq!(server.cli(&["EXISTS", "{c}:relock:queue", "{c}:relock:waiters"]).unwrap().trim(), "0");
+  assert_eq!(
+    server
+      .cli(&["EXISTS", "{c}:relock:queue", "{c}:relock:waiters"])
+      .unwrap()
+      .trim(),
+    "0"
+  );
 
   let mut short = options(5000, false);
   short.wait = Some(Duration::from_millis(150));
-  let err = client.acquire("c", short, CancellationToken::new(), Box::new(|_| {})).await.unwrap_err();
+  let err = client
+    .acquire("c", short, CancellationToken::new(), Box::new(|_| {}))
+    .await
+    .unwrap_err();
   assert_eq!(err.kind(), ErrorKind::WaitTimeout);
   assert!(client.gates().is_empty(), "the local line is gone");
 }

@@ -22,23 +22,61 @@ async fn lock_excludes_until_unlock_and_only_the_holder_unlocks() {
   let server = RedisServer::start();
   let client = Client::new(&[server.url()], options()).unwrap();
 
-  let lease = client.lock("order:42", 5000, &once()).await.unwrap().expect("free key is taken");
+  let lease = client
+    .lock("order:42", 5000, &once())
+    .await
+    .unwrap()
+    .expect("free key is taken");
   assert_eq!(lease.token.len(), 36);
-  assert_eq!(server.cli(&["GET", "order:42"]).unwrap().trim(), lease.token);
-  let pttl: i64 = server.cli(&["PTTL", "order:42"]).unwrap().trim().parse().unwrap();
+  assert_eq!(
+    server.cli(&["GET", "order:42"]).unwrap().trim(),
+    lease.token
+  );
+  let pttl: i64 = server
+    .cli(&["PTTL", "order:42"])
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
   assert!((4000..=5000).contains(&pttl), "pttl {pttl}");
 
-  assert!(client.lock("order:42", 5000, &once()).await.unwrap().is_none(), "not reentrant");
+  assert!(
+    client
+      .lock("order:42", 5000, &once())
+      .await
+      .unwrap()
+      .is_none(),
+    "not reentrant"
+  );
   assert!(!client.unlock("order:42", "someone-else").await.unwrap());
-  assert!(!client.extend("order:42", "someone-else", 9000).await.unwrap().is_some());
-  assert_eq!(server.cli(&["GET", "order:42"]).unwrap().trim(), lease.token);
+  assert!(client
+    .extend("order:42", "someone-else", 9000)
+    .await
+    .unwrap()
+    .is_none());
+  assert_eq!(
+    server.cli(&["GET", "order:42"]).unwrap().trim(),
+    lease.token
+  );
 
-  assert!(client.extend("order:42", &lease.token, 60_000).await.unwrap().is_some());
-  let pttl: i64 = server.cli(&["PTTL", "order:42"]).unwrap().trim().parse().unwrap();
+  assert!(client
+    .extend("order:42", &lease.token, 60_000)
+    .await
+    .unwrap()
+    .is_some());
+  let pttl: i64 = server
+    .cli(&["PTTL", "order:42"])
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
   assert!(pttl > 50_000, "extended pttl {pttl}");
 
   assert!(client.unlock("order:42", &lease.token).await.unwrap());
-  assert!(!client.unlock("order:42", &lease.token).await.unwrap(), "second unlock is false");
+  assert!(
+    !client.unlock("order:42", &lease.token).await.unwrap(),
+    "second unlock is false"
+  );
   assert_eq!(server.cli(&["EXISTS", "order:42"]).unwrap().trim(), "0");
 }
 
@@ -48,11 +86,17 @@ async fn scripts_survive_script_flush_and_the_connection_survives_a_restart() {
   let client = Client::new(&[server.url()], options()).unwrap();
   let lease = client.lock("k", 5000, &once()).await.unwrap().unwrap();
   server.cli(&["SCRIPT", "FLUSH"]).unwrap();
-  assert!(client.unlock("k", &lease.token).await.unwrap(), "NOSCRIPT is recovered from");
+  assert!(
+    client.unlock("k", &lease.token).await.unwrap(),
+    "NOSCRIPT is recovered from"
+  );
 
   server.kill();
   let down = client.lock("k", 5000, &once()).await.unwrap_err();
-  assert!(matches!(down.kind(), ErrorKind::Connection | ErrorKind::Timeout), "{down}");
+  assert!(
+    matches!(down.kind(), ErrorKind::Connection | ErrorKind::Timeout),
+    "{down}"
+  );
   server.restart();
   let mut recovered = None;
   for _ in 0..50 {
@@ -69,12 +113,19 @@ async fn scripts_survive_script_flush_and_the_connection_survives_a_restart() {
 
 #[tokio::test]
 async fn an_unreachable_host_fails_within_the_connect_timeout() {
-  let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+  let port = std::net::TcpListener::bind("127.0.0.1:0")
+    .unwrap()
+    .local_addr()
+    .unwrap()
+    .port();
   let client = Client::new(&[format!("redis://127.0.0.1:{port}")], options()).unwrap();
   let started = std::time::Instant::now();
   let err = client.lock("k", 1000, &once()).await.unwrap_err();
   assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
-  assert!(err.message().contains(&format!("127.0.0.1:{port}")), "{err}");
+  assert!(
+    err.message().contains(&format!("127.0.0.1:{port}")),
+    "{err}"
+  );
   assert!(started.elapsed() < Duration::from_millis(800 + 200));
 }
 
@@ -88,7 +139,11 @@ async fn a_paused_host_times_out_and_recovers() {
   let err = client.extend("p", &lease.token, 5000).await.unwrap_err();
   server.signal("CONT");
   assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-  assert!(started.elapsed() < Duration::from_millis(800 + 200), "{:?}", started.elapsed());
+  assert!(
+    started.elapsed() < Duration::from_millis(800 + 200),
+    "{:?}",
+    started.elapsed()
+  );
   let mut renewed = false;
   for _ in 0..50 {
     if let Ok(Some(_)) = client.extend("p", &lease.token, 5000).await {
@@ -114,7 +169,10 @@ async fn retries_are_bounded_by_count_and_time() {
   let started = std::time::Instant::now();
   assert!(client.lock("r", 1000, &retry).await.unwrap().is_none());
   let spent = started.elapsed();
-  assert!(spent >= Duration::from_millis(250) && spent < Duration::from_millis(600), "{spent:?}");
+  assert!(
+    spent >= Duration::from_millis(250) && spent < Duration::from_millis(600),
+    "{spent:?}"
+  );
 }
 
 #[tokio::test]
@@ -122,17 +180,33 @@ async fn closing_ends_calls_with_the_closed_error() {
   let server = RedisServer::start();
   let client = Client::new(&[server.url()], options()).unwrap();
   client.close().await;
-  assert_eq!(client.lock("c", 1000, &once()).await.unwrap_err().kind(), ErrorKind::Closed);
+  assert_eq!(
+    client.lock("c", 1000, &once()).await.unwrap_err().kind(),
+    ErrorKind::Closed
+  );
   assert_eq!(server.cli(&["EXISTS", "c"]).unwrap().trim(), "0");
 }
 
 #[tokio::test]
 async fn bad_input_is_refused_before_redis_sees_it() {
   let client = Client::new(&["redis://127.0.0.1:1".to_owned()], options()).unwrap();
-  assert_eq!(client.lock("", 1000, &once()).await.unwrap_err().kind(), ErrorKind::InvalidArgument);
-  assert_eq!(client.unlock("k", "").await.unwrap_err().kind(), ErrorKind::InvalidArgument);
-  let err = Client::new(&["redis://a:1".to_owned(), "redis://a:1".to_owned()], options()).err().unwrap();
+  assert_eq!(
+    client.lock("", 1000, &once()).await.unwrap_err().kind(),
+    ErrorKind::InvalidArgument
+  );
+  assert_eq!(
+    client.unlock("k", "").await.unwrap_err().kind(),
+    ErrorKind::InvalidArgument
+  );
+  let err = Client::new(
+    &["redis://a:1".to_owned(), "redis://a:1".to_owned()],
+    options(),
+  )
+  .err()
+  .unwrap();
   assert_eq!(err.kind(), ErrorKind::InvalidArgument);
-  let err = Client::new(&["memcached://a:1".to_owned()], options()).err().unwrap();
+  let err = Client::new(&["memcached://a:1".to_owned()], options())
+    .err()
+    .unwrap();
   assert_eq!(err.kind(), ErrorKind::InvalidUrl);
 }

@@ -38,7 +38,12 @@ pub struct Completions {
 
 impl Completions {
   pub fn new(wake: Wake) -> Completions {
-    Completions { ready: Mutex::new(Vec::new()), wake_pending: AtomicBool::new(false), wake, in_flight: AtomicU32::new(0) }
+    Completions {
+      ready: Mutex::new(Vec::new()),
+      wake_pending: AtomicBool::new(false),
+      wake,
+      in_flight: AtomicU32::new(0),
+    }
   }
 
   /// Counts a call as started. While any call is in flight the wake-up handle keeps the event
@@ -52,7 +57,11 @@ impl Completions {
 
   /// Queues a result; from any thread.
   pub fn finish(&self, id: u32, outcome: Outcome) {
-    self.ready.lock().expect("completions lock").push((id, outcome));
+    self
+      .ready
+      .lock()
+      .expect("completions lock")
+      .push((id, outcome));
     if !self.wake_pending.swap(true, Ordering::AcqRel) {
       self.wake.call((), ThreadsafeFunctionCallMode::NonBlocking);
     }
@@ -80,7 +89,10 @@ impl Completions {
         Outcome::Failed(error) => records.set(at + 2, error.to_string())?,
       }
     }
-    let left = self.in_flight.fetch_sub(ready.len() as u32, Ordering::Relaxed) - ready.len() as u32;
+    let left = self
+      .in_flight
+      .fetch_sub(ready.len() as u32, Ordering::Relaxed)
+      - ready.len() as u32;
     if left == 0 && !ready.is_empty() {
       // SAFETY: as in `started`.
       unsafe { sys::napi_unref_threadsafe_function(env.raw(), self.wake.raw()) };

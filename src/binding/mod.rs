@@ -17,7 +17,8 @@ use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::{
-  self, validate, AcquireOptions, ClientOptions, HeldLock, LostCallback, ReplicaAck, ReplicaPolicy, RetryPolicy, TlsOptions,
+  self, validate, AcquireOptions, ClientOptions, HeldLock, LostCallback, ReplicaAck, ReplicaPolicy,
+  RetryPolicy, TlsOptions,
 };
 use completions::{Completions, Outcome, Wake};
 
@@ -30,7 +31,10 @@ fn to_js(error: core::Error) -> napi::Error {
 }
 
 fn millis_until(deadline: Instant) -> f64 {
-  deadline.saturating_duration_since(Instant::now()).as_secs_f64() * 1000.0
+  deadline
+    .saturating_duration_since(Instant::now())
+    .as_secs_f64()
+    * 1000.0
 }
 
 /// Client settings; every field is optional and in milliseconds unless said otherwise.
@@ -88,13 +92,23 @@ pub struct TlsConfig {
 fn client_options(config: &ClientConfig) -> core::Result<ClientOptions> {
   let defaults = ClientOptions::default();
   let millis = |name, value: Option<f64>, default: Duration| -> core::Result<Duration> {
-    value.map_or(Ok(default), |v| validate::positive_millis(name, v).map(Duration::from_millis))
+    value.map_or(Ok(default), |v| {
+      validate::positive_millis(name, v).map(Duration::from_millis)
+    })
   };
-  let connect_timeout = millis("connectTimeout", config.connect_timeout, defaults.connect_timeout)?;
-  let command_timeout = millis("commandTimeout", config.command_timeout, defaults.command_timeout)?;
-  let drift_factor = config
-    .drift_factor
-    .map_or(Ok(defaults.drift_factor), |v| validate::fraction("driftFactor", v, 0.5))?;
+  let connect_timeout = millis(
+    "connectTimeout",
+    config.connect_timeout,
+    defaults.connect_timeout,
+  )?;
+  let command_timeout = millis(
+    "commandTimeout",
+    config.command_timeout,
+    defaults.command_timeout,
+  )?;
+  let drift_factor = config.drift_factor.map_or(Ok(defaults.drift_factor), |v| {
+    validate::fraction("driftFactor", v, 0.5)
+  })?;
   let retry = LockConfig {
     retry_count: config.retry_count,
     retry_delay: config.retry_delay,
@@ -125,7 +139,10 @@ fn client_options(config: &ClientConfig) -> core::Result<ClientOptions> {
   })
 }
 
-fn replica_ack(config: &ReplicaAckConfig, command_timeout: Duration) -> core::Result<Option<ReplicaAck>> {
+fn replica_ack(
+  config: &ReplicaAckConfig,
+  command_timeout: Duration,
+) -> core::Result<Option<ReplicaAck>> {
   let policy = match config.policy.as_deref().unwrap_or("fail") {
     "off" => return Ok(None),
     "fail" => ReplicaPolicy::Fail,
@@ -138,9 +155,14 @@ fn replica_ack(config: &ReplicaAckConfig, command_timeout: Duration) -> core::Re
   };
   let replicas = validate::count("replicaAck.replicas", config.replicas, 64)?;
   if replicas == 0 {
-    return Err(core::Error::invalid_argument("replicaAck.replicas must be at least 1"));
+    return Err(core::Error::invalid_argument(
+      "replicaAck.replicas must be at least 1",
+    ));
   }
-  let timeout = Duration::from_millis(validate::positive_millis("replicaAck.timeout", config.timeout.unwrap_or(100.0))?);
+  let timeout = Duration::from_millis(validate::positive_millis(
+    "replicaAck.timeout",
+    config.timeout.unwrap_or(100.0),
+  )?);
   if timeout >= command_timeout {
     return Err(core::Error::invalid_argument(format!(
       "replicaAck.timeout ({} ms) must be shorter than commandTimeout ({} ms)",
@@ -148,7 +170,11 @@ fn replica_ack(config: &ReplicaAckConfig, command_timeout: Duration) -> core::Re
       command_timeout.as_millis()
     )));
   }
-  Ok(Some(ReplicaAck { replicas, timeout, policy }))
+  Ok(Some(ReplicaAck {
+    replicas,
+    timeout,
+    policy,
+  }))
 }
 
 /// Per-call overrides of the client's retry settings for `lock`.
@@ -163,17 +189,22 @@ pub struct LockConfig {
 
 fn retry_policy(config: &LockConfig, defaults: &RetryPolicy) -> core::Result<RetryPolicy> {
   let non_negative = |name, value: Option<f64>, default: Duration| -> core::Result<Duration> {
-    value.map_or(Ok(default), |v| validate::non_negative_millis(name, v).map(Duration::from_millis))
+    value.map_or(Ok(default), |v| {
+      validate::non_negative_millis(name, v).map(Duration::from_millis)
+    })
   };
   Ok(RetryPolicy {
-    count: config
-      .retry_count
-      .map_or(Ok(defaults.count), |v| validate::count("retryCount", v, 1_000_000))?,
+    count: config.retry_count.map_or(Ok(defaults.count), |v| {
+      validate::count("retryCount", v, 1_000_000)
+    })?,
     delay: non_negative("retryDelay", config.retry_delay, defaults.delay)?,
     jitter: non_negative("retryJitter", config.retry_jitter, defaults.jitter)?,
     budget: match config.retry_timeout {
       None => defaults.budget,
-      Some(v) => Some(Duration::from_millis(validate::positive_millis("retryTimeout", v)?)),
+      Some(v) => Some(Duration::from_millis(validate::positive_millis(
+        "retryTimeout",
+        v,
+      )?)),
     },
   })
 }
@@ -202,8 +233,12 @@ impl NativeClient {
     options.on_notice = Some(Arc::new(move |notice: &core::Error| {
       on_notice.call(notice.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
     }));
-    let client = within_runtime_if_available(|| core::Client::new(&urls, options)).map_err(to_js)?;
-    Ok(NativeClient { core: Arc::new(client), completions: Arc::new(Completions::new(on_completed)) })
+    let client =
+      within_runtime_if_available(|| core::Client::new(&urls, options)).map_err(to_js)?;
+    Ok(NativeClient {
+      core: Arc::new(client),
+      completions: Arc::new(Completions::new(on_completed)),
+    })
   }
 
   /// Number of Redis hosts (1 for a single instance, N for Redlock).
@@ -215,7 +250,12 @@ impl NativeClient {
   /// The hosts, by address; never with credentials.
   #[napi(getter)]
   pub fn host_labels(&self) -> Vec<String> {
-    self.core.hosts().iter().map(|host| host.label().to_owned()).collect()
+    self
+      .core
+      .hosts()
+      .iter()
+      .map(|host| host.label().to_owned())
+      .collect()
   }
 
   #[napi(getter)]
@@ -231,11 +271,21 @@ impl NativeClient {
 
   /// Starts `lock`; its result arrives under `id`: the token, or null.
   #[napi]
-  pub fn lock(&self, env: Env, id: u32, key: String, ttl: f64, retry: Option<LockConfig>) -> napi::Result<()> {
+  pub fn lock(
+    &self,
+    env: Env,
+    id: u32,
+    key: String,
+    ttl: f64,
+    retry: Option<LockConfig>,
+  ) -> napi::Result<()> {
     let (ttl_ms, retry) = self.lock_arguments(ttl, retry)?;
     let core = self.core.clone();
     self.start(&env, id, async move {
-      core.lock(&key, ttl_ms, &retry).await.map(|lease| Outcome::Token(lease.map(|lease| lease.token)))
+      core
+        .lock(&key, ttl_ms, &retry)
+        .await
+        .map(|lease| Outcome::Token(lease.map(|lease| lease.token)))
     });
     Ok(())
   }
@@ -243,22 +293,42 @@ impl NativeClient {
   /// Starts `lockWithValidity`; its result arrives under `id`: the token and the validity in
   /// ms, or null.
   #[napi]
-  pub fn lock_with_validity(&self, env: Env, id: u32, key: String, ttl: f64, retry: Option<LockConfig>) -> napi::Result<()> {
+  pub fn lock_with_validity(
+    &self,
+    env: Env,
+    id: u32,
+    key: String,
+    ttl: f64,
+    retry: Option<LockConfig>,
+  ) -> napi::Result<()> {
     let (ttl_ms, retry) = self.lock_arguments(ttl, retry)?;
     let core = self.core.clone();
     self.start(&env, id, async move {
       let lease = core.lock(&key, ttl_ms, &retry).await?;
-      Ok(Outcome::Lease(lease.map(|lease| (lease.token, millis_until(lease.valid_until)))))
+      Ok(Outcome::Lease(
+        lease.map(|lease| (lease.token, millis_until(lease.valid_until))),
+      ))
     });
     Ok(())
   }
 
   /// Starts `extend`; its result arrives under `id`: true if renewed.
   #[napi]
-  pub fn extend(&self, env: Env, id: u32, key: String, token: String, ttl: f64) -> napi::Result<()> {
+  pub fn extend(
+    &self,
+    env: Env,
+    id: u32,
+    key: String,
+    token: String,
+    ttl: f64,
+  ) -> napi::Result<()> {
     let ttl_ms = validate::positive_millis("ttl", ttl).map_err(to_js)?;
     let core = self.core.clone();
-    self.start(&env, id, async move { Ok(Outcome::Flag(core.extend(&key, &token, ttl_ms).await?.is_some())) });
+    self.start(&env, id, async move {
+      Ok(Outcome::Flag(
+        core.extend(&key, &token, ttl_ms).await?.is_some(),
+      ))
+    });
     Ok(())
   }
 
@@ -266,11 +336,17 @@ impl NativeClient {
   #[napi]
   pub fn unlock(&self, env: Env, id: u32, key: String, token: String) -> napi::Result<()> {
     let core = self.core.clone();
-    self.start(&env, id, async move { Ok(Outcome::Flag(core.unlock(&key, &token).await?)) });
+    self.start(&env, id, async move {
+      Ok(Outcome::Flag(core.unlock(&key, &token).await?))
+    });
     Ok(())
   }
 
-  fn lock_arguments(&self, ttl: f64, retry: Option<LockConfig>) -> napi::Result<(u64, RetryPolicy)> {
+  fn lock_arguments(
+    &self,
+    ttl: f64,
+    retry: Option<LockConfig>,
+  ) -> napi::Result<(u64, RetryPolicy)> {
     let ttl_ms = validate::positive_millis("ttl", ttl).map_err(to_js)?;
     let retry = match retry {
       Some(config) => retry_policy(&config, &self.core.options().retry).map_err(to_js)?,
@@ -279,7 +355,12 @@ impl NativeClient {
     Ok((ttl_ms, retry))
   }
 
-  fn start(&self, env: &Env, id: u32, call: impl Future<Output = core::Result<Outcome>> + Send + 'static) {
+  fn start(
+    &self,
+    env: &Env,
+    id: u32,
+    call: impl Future<Output = core::Result<Outcome>> + Send + 'static,
+  ) {
     self.completions.started(env);
     let completions = self.completions.clone();
     napi::bindgen_prelude::spawn(async move {
@@ -317,7 +398,9 @@ impl NativeClient {
   #[napi]
   pub async fn list(&self, pattern: String, limit: Option<f64>) -> napi::Result<Vec<String>> {
     let limit = match limit {
-      Some(limit) => validate::count("limit", limit, core::LIST_LIMIT as u64).map_err(to_js)? as usize,
+      Some(limit) => {
+        validate::count("limit", limit, core::LIST_LIMIT as u64).map_err(to_js)? as usize
+      }
       None => core::LIST_LIMIT,
     };
     self.core.list(&pattern, limit).await.map_err(to_js)
@@ -352,7 +435,9 @@ impl NativeClient {
     let on_lost: LostCallback = Box::new(move |reason: &core::Error| {
       on_lost.call(reason.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
     });
-    let wait = self.core.begin_acquire(&key, options, cancel.clone(), on_lost);
+    let wait = self
+      .core
+      .begin_acquire(&key, options, cancel.clone(), on_lost);
     self.start(&env, id, async move { Ok(Outcome::Held(wait.await?)) });
     Ok(AcquireRequest { cancel })
   }
@@ -362,7 +447,11 @@ impl NativeClient {
   #[napi]
   pub fn release(&self, env: Env, id: u32, lock: &NativeLock) {
     let held = lock.held.clone();
-    self.start(&env, id, async move { Ok(Outcome::Flag(held.release().await?)) });
+    self.start(
+      &env,
+      id,
+      async move { Ok(Outcome::Flag(held.release().await?)) },
+    );
   }
 }
 
@@ -454,15 +543,22 @@ pub const DEFAULT_ACQUIRE_TTL_MS: u64 = 30_000;
 pub const DEFAULT_WAIT_TIMEOUT_MS: u64 = 10_000;
 
 fn acquire_options(config: &AcquireConfig) -> core::Result<AcquireOptions> {
-  let ttl_ms = config.ttl.map_or(Ok(DEFAULT_ACQUIRE_TTL_MS), |v| validate::positive_millis("ttl", v))?;
+  let ttl_ms = config.ttl.map_or(Ok(DEFAULT_ACQUIRE_TTL_MS), |v| {
+    validate::positive_millis("ttl", v)
+  })?;
   let wait = match config.wait_timeout {
     None => Some(Duration::from_millis(DEFAULT_WAIT_TIMEOUT_MS)),
     Some(v) if v == f64::INFINITY => None,
-    Some(v) => Some(Duration::from_millis(validate::non_negative_millis("waitTimeout", v)?)),
+    Some(v) => Some(Duration::from_millis(validate::non_negative_millis(
+      "waitTimeout",
+      v,
+    )?)),
   };
   let max_hold = match config.max_hold {
     None => None,
-    Some(v) => Some(Duration::from_millis(validate::positive_millis("maxHold", v)?)),
+    Some(v) => Some(Duration::from_millis(validate::positive_millis(
+      "maxHold", v,
+    )?)),
   };
   Ok(AcquireOptions {
     ttl_ms,

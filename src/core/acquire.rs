@@ -56,7 +56,10 @@ impl Drop for Turn<'_> {
     let mut by_key = self.gates.by_key.lock().expect("gates lock");
     drop(self.guard.take());
     drop(self.gate.take());
-    if by_key.get(self.key).is_some_and(|gate| Arc::strong_count(gate) == 1) {
+    if by_key
+      .get(self.key)
+      .is_some_and(|gate| Arc::strong_count(gate) == 1)
+    {
       by_key.remove(self.key);
     }
   }
@@ -64,7 +67,13 @@ impl Drop for Turn<'_> {
 
 impl Gates {
   fn gate(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-    self.by_key.lock().expect("gates lock").entry(key.to_owned()).or_default().clone()
+    self
+      .by_key
+      .lock()
+      .expect("gates lock")
+      .entry(key.to_owned())
+      .or_default()
+      .clone()
   }
 
   /// Keys with local waiters; for tests of the clean-up.
@@ -94,7 +103,9 @@ struct Place {
 
 impl FairLines {
   fn take_place(&self, key: &str) -> Place {
-    let id = self.next_place.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = self
+      .next_place
+      .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (joined, joined_signal) = oneshot::channel();
     let predecessor = self
       .last_joined
@@ -102,7 +113,11 @@ impl FairLines {
       .expect("fair lines lock")
       .insert(key.to_owned(), (id, joined_signal))
       .map(|(_, signal)| signal);
-    Place { id, predecessor, joined: Some(joined) }
+    Place {
+      id,
+      predecessor,
+      joined: Some(joined),
+    }
   }
 
   /// Lets the next waiter go (also when this one gave up before joining).
@@ -130,21 +145,36 @@ impl Stop<'_> {
       return Err(Error::closed());
     }
     if self.cancel.is_cancelled() {
-      return Err(Error::new(ErrorKind::Aborted, format!("the wait for '{}' was aborted", self.key)));
+      return Err(Error::new(
+        ErrorKind::Aborted,
+        format!("the wait for '{}' was aborted", self.key),
+      ));
     }
-    if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+    if self
+      .deadline
+      .is_some_and(|deadline| Instant::now() >= deadline)
+    {
       let waited = self.started.elapsed().as_millis();
-      let cause = last_failure.map(|e| format!("; last failure: {e}")).unwrap_or_default();
+      let cause = last_failure
+        .map(|e| format!("; last failure: {e}"))
+        .unwrap_or_default();
       return Err(Error::new(
         ErrorKind::WaitTimeout,
-        format!("'{}' was not acquired within the wait timeout ({waited} ms){cause}", self.key),
+        format!(
+          "'{}' was not acquired within the wait timeout ({waited} ms){cause}",
+          self.key
+        ),
       ));
     }
     Ok(())
   }
 
   /// Waits for `wake` until a stop reason or the deadline comes.
-  async fn until<T>(&self, wake: impl std::future::Future<Output = T>, last_failure: Option<&Error>) -> Result<T> {
+  async fn until<T>(
+    &self,
+    wake: impl std::future::Future<Output = T>,
+    last_failure: Option<&Error>,
+  ) -> Result<T> {
     let deadline = self.deadline.map(tokio::time::Instant::from);
     let result = tokio::select! {
       biased;
@@ -155,7 +185,9 @@ impl Stop<'_> {
     };
     match result {
       Some(value) => Ok(value),
-      None => self.check(last_failure).map(|()| unreachable!("a stop reason fired")),
+      None => self
+        .check(last_failure)
+        .map(|()| unreachable!("a stop reason fired")),
     }
   }
 }
@@ -216,7 +248,11 @@ impl Client {
       let keys = LockKeys::new(&key);
       let token = new_token();
       let outcome = match place {
-        Some(place) => client.wait_fairly(&keys, &token, &options, &stop, place).await,
+        Some(place) => {
+          client
+            .wait_fairly(&keys, &token, &options, &stop, place)
+            .await
+        }
         None => client.wait_in_line(&keys, &token, &options, &stop).await,
       };
       client.count(&outcome, |_| Some(Event::Acquired));
@@ -233,9 +269,20 @@ impl Client {
     }
   }
 
-  async fn wait_in_line(&self, keys: &LockKeys, token: &str, options: &AcquireOptions, stop: &Stop<'_>) -> Result<Grant> {
+  async fn wait_in_line(
+    &self,
+    keys: &LockKeys,
+    token: &str,
+    options: &AcquireOptions,
+    stop: &Stop<'_>,
+  ) -> Result<Grant> {
     let gate = self.gates().gate(&keys.lock);
-    let mut turn = Turn { gates: self.gates(), key: &keys.lock, gate: Some(gate.clone()), guard: None };
+    let mut turn = Turn {
+      gates: self.gates(),
+      key: &keys.lock,
+      gate: Some(gate.clone()),
+      guard: None,
+    };
     turn.guard = Some(stop.until(gate.lock_owned(), None).await?);
     // Subscribed only once the lock turns out to be held, so an uncontended acquire costs one
     // round trip; the attempt right after subscribing catches a release in between.
@@ -256,20 +303,40 @@ impl Client {
         }
         Err(error) => return Err(error),
       };
-      stop.until(released_or(subscription.as_mut(), recheck, token), last_failure.as_ref()).await?;
+      stop
+        .until(
+          released_or(subscription.as_mut(), recheck, token),
+          last_failure.as_ref(),
+        )
+        .await?;
     }
   }
 
   /// One attempt over all hosts with the fencing script.
-  async fn try_acquire(&self, keys: &LockKeys, token: &str, options: &AcquireOptions) -> Result<Try> {
+  async fn try_acquire(
+    &self,
+    keys: &LockKeys,
+    token: &str,
+    options: &AcquireOptions,
+  ) -> Result<Try> {
     let started = Instant::now();
     let ttl_ms = options.ttl_ms;
-    let (lock, fence): (Arc<str>, Arc<str>) = (Arc::from(keys.lock.as_str()), Arc::from(keys.fence.as_str()));
+    let (lock, fence): (Arc<str>, Arc<str>) = (
+      Arc::from(keys.lock.as_str()),
+      Arc::from(keys.fence.as_str()),
+    );
     let shared_token: Arc<str> = Arc::from(token);
     let tally = quorum::poll(self.hosts(), |host| {
       let (lock, fence, token) = (lock.clone(), fence.clone(), shared_token.clone());
       async move {
-        match host.eval::<Vec<i64>>(&ACQUIRE, &[&lock, &fence], &[&&*token, &ttl_ms, &FENCE_RETENTION_MS]).await {
+        match host
+          .eval::<Vec<i64>>(
+            &ACQUIRE,
+            &[&lock, &fence],
+            &[&&*token, &ttl_ms, &FENCE_RETENTION_MS],
+          )
+          .await
+        {
           Ok(reply) if reply.first() == Some(&1) => Vote::Yes(reply.get(1).copied().unwrap_or(0)),
           Ok(reply) => Vote::No(reply.get(1).copied().unwrap_or(-1)),
           Err(error) => Vote::Failed(error),
@@ -279,7 +346,10 @@ impl Client {
     .await;
     let fences: Vec<(usize, i64)> = tally.yes.clone();
     let holder_ttl = tally.holder_ttl_ms;
-    match self.settle(&keys.lock, token, ttl_ms, started, tally).await? {
+    match self
+      .settle(&keys.lock, token, ttl_ms, started, tally)
+      .await?
+    {
       Some(lease) => {
         let fence = self.agree_on_fence(keys, &fences).await;
         Ok(Try::Taken(Grant {
@@ -301,9 +371,18 @@ impl Client {
   /// shares a host with this one) counts on from it.
   async fn agree_on_fence(&self, keys: &LockKeys, fences: &[(usize, i64)]) -> i64 {
     let highest = fences.iter().map(|(_, fence)| *fence).max().unwrap_or(0);
-    let behind = fences.iter().filter(|(_, fence)| *fence < highest).map(|(index, _)| &self.hosts()[*index]);
+    let behind = fences
+      .iter()
+      .filter(|(_, fence)| *fence < highest)
+      .map(|(index, _)| &self.hosts()[*index]);
     futures_util::future::join_all(behind.map(|host| async move {
-      let _: Result<i64> = host.eval(&RAISE_FENCE, &[&keys.fence], &[&highest, &FENCE_RETENTION_MS]).await;
+      let _: Result<i64> = host
+        .eval(
+          &RAISE_FENCE,
+          &[&keys.fence],
+          &[&highest, &FENCE_RETENTION_MS],
+        )
+        .await;
     }))
     .await;
     highest
@@ -337,16 +416,27 @@ impl Client {
       // the safe side.
       let sent = Instant::now();
       let reply = host
-        .eval::<Vec<i64>>(&ACQUIRE_FAIR, &keys.all(), &[&token, &options.ttl_ms, &liveness_ms, &FENCE_RETENTION_MS])
+        .eval::<Vec<i64>>(
+          &ACQUIRE_FAIR,
+          &keys.all(),
+          &[&token, &options.ttl_ms, &liveness_ms, &FENCE_RETENTION_MS],
+        )
         .await;
       if place.joined.is_some() {
         self.fair_lines().joined(&keys.lock, &mut place);
       }
       let recheck = match reply {
         Ok(reply) if reply.first() == Some(&1) => {
-          let (fence, remaining_ms) = (reply.get(1).copied().unwrap_or(0), reply.get(2).copied().unwrap_or(0));
+          let (fence, remaining_ms) = (
+            reply.get(1).copied().unwrap_or(0),
+            reply.get(2).copied().unwrap_or(0),
+          );
           match Duration::from_millis(remaining_ms.max(0) as u64).checked_sub(drift) {
-            Some(left) if !left.is_zero() => return self.fair_grant(keys, token, options, fence, sent + left).await,
+            Some(left) if !left.is_zero() => {
+              return self
+                .fair_grant(keys, token, options, fence, sent + left)
+                .await
+            }
             _ => {
               // Handed over with no time left: give it up and queue again.
               let _ = self.release_on_quorum(&keys.lock, token).await;
@@ -367,13 +457,20 @@ impl Client {
         }
         Err(error) => return Err(error),
       };
-      let woken = stop.until(released_or(subscription.as_mut(), recheck, token), last_failure.as_ref()).await?;
+      let woken = stop
+        .until(
+          released_or(subscription.as_mut(), recheck, token),
+          last_failure.as_ref(),
+        )
+        .await?;
       if let Some(fence) = woken.handed_over_fence {
         // The release that handed us the lock said so, with our fence: no need to ask again
         // unless too little of the lease is certain.
         let valid_until = sent + ttl.saturating_sub(drift);
         if valid_until.saturating_duration_since(Instant::now()) >= ttl / 2 {
-          return self.fair_grant(keys, token, options, fence, valid_until).await;
+          return self
+            .fair_grant(keys, token, options, fence, valid_until)
+            .await;
         }
       }
     }
@@ -392,7 +489,12 @@ impl Client {
       // writes, so renew first (a write of ours that replicates after the hand-over).
       match self.extend(&keys.lock, token, options.ttl_ms).await? {
         Some(renewed) => valid_until = renewed,
-        None => return Err(Error::new(ErrorKind::LockLost, format!("'{}' was lost right after it was handed over", keys.lock))),
+        None => {
+          return Err(Error::new(
+            ErrorKind::LockLost,
+            format!("'{}' was lost right after it was handed over", keys.lock),
+          ))
+        }
       }
       self.confirm_replication(&keys.lock, token, &[0]).await?;
     }
@@ -434,10 +536,16 @@ struct Woken {
 /// Waits until a release of the lock is announced (free, or handed to `token`) or `recheck`
 /// has passed, whichever comes first. A release message is empty when the lock became free, or
 /// "<new holder's token> <fence>" when a fair waiter was handed the lock.
-async fn released_or(subscription: Option<&mut Subscription>, recheck: Duration, token: &str) -> Woken {
+async fn released_or(
+  subscription: Option<&mut Subscription>,
+  recheck: Duration,
+  token: &str,
+) -> Woken {
   let timer = tokio::time::sleep(recheck);
   tokio::pin!(timer);
-  let nothing = Woken { handed_over_fence: None };
+  let nothing = Woken {
+    handed_over_fence: None,
+  };
   let Some(subscription) = subscription else {
     timer.await;
     return nothing;

@@ -60,7 +60,10 @@ impl Client {
       .map(|url| Host::connect_lazily(url, &options).map(Arc::new))
       .collect::<Result<Vec<_>>>()?;
     for (index, host) in hosts.iter().enumerate() {
-      if hosts[..index].iter().any(|earlier| earlier.label() == host.label()) {
+      if hosts[..index]
+        .iter()
+        .any(|earlier| earlier.label() == host.label())
+      {
         return Err(Error::invalid_argument(format!(
           "{} is listed twice; Redlock needs independent hosts",
           host.label()
@@ -159,11 +162,22 @@ impl Client {
       let _ = self.release_on_quorum(key, &lease.token).await;
       outcome = Err(Error::closed());
     }
-    self.count(&outcome, |lease| Some(if lease.is_some() { Event::Locked } else { Event::Busy }));
+    self.count(&outcome, |lease| {
+      Some(if lease.is_some() {
+        Event::Locked
+      } else {
+        Event::Busy
+      })
+    });
     outcome
   }
 
-  async fn lock_with_retries(&self, key: &str, ttl_ms: u64, retry: &RetryPolicy) -> Result<Option<Lease>> {
+  async fn lock_with_retries(
+    &self,
+    key: &str,
+    ttl_ms: u64,
+    retry: &RetryPolicy,
+  ) -> Result<Option<Lease>> {
     validate::key(key)?;
     let started = Instant::now();
     let budget_end = retry.budget.map(|budget| started + budget);
@@ -178,7 +192,10 @@ impl Client {
         Ok(Attempt::Busy) => true,
         Err(error) => matches!(
           error.kind(),
-          ErrorKind::NoQuorum | ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::ValidityExpired
+          ErrorKind::NoQuorum
+            | ErrorKind::Connection
+            | ErrorKind::Timeout
+            | ErrorKind::ValidityExpired
         ),
       };
       let pause = retry.pause();
@@ -209,10 +226,13 @@ impl Client {
       }
     })
     .await;
-    self.settle(key, token, ttl_ms, started, tally).await.map(|lease| match lease {
-      Some(lease) => Attempt::Taken(lease),
-      None => Attempt::Busy,
-    })
+    self
+      .settle(key, token, ttl_ms, started, tally)
+      .await
+      .map(|lease| match lease {
+        Some(lease) => Attempt::Taken(lease),
+        None => Attempt::Busy,
+      })
   }
 
   /// Turns the votes on a fresh lock into a lease, or undoes the partial lock on every host
@@ -228,7 +248,10 @@ impl Client {
     let ttl = Duration::from_millis(ttl_ms);
     if tally.has_quorum() {
       if let Some(left) = quorum::validity(ttl, started.elapsed(), self.options.drift_factor) {
-        let lease = Lease { token: token.to_owned(), valid_until: Instant::now() + left };
+        let lease = Lease {
+          token: token.to_owned(),
+          valid_until: Instant::now() + left,
+        };
         let holders: Vec<usize> = tally.yes.iter().map(|(index, _)| *index).collect();
         if self.options.replica_ack.is_some() {
           Box::pin(self.confirm_replication(key, token, &holders)).await?;
@@ -259,11 +282,15 @@ impl Client {
   /// `replica_ack` asks; on a shortfall, releases the lock and fails, or reports and goes on,
   /// as its policy says.
   pub async fn confirm_replication(&self, key: &str, token: &str, holders: &[usize]) -> Result<()> {
-    let Some(ack) = &self.options.replica_ack else { return Ok(()) };
+    let Some(ack) = &self.options.replica_ack else {
+      return Ok(());
+    };
     let answers = join_all(holders.iter().map(|&index| async move {
       let host = &self.hosts[index];
       let mut command = redis::cmd("WAIT");
-      command.arg(ack.replicas).arg(ack.timeout.as_millis() as u64);
+      command
+        .arg(ack.replicas)
+        .arg(ack.timeout.as_millis() as u64);
       match host.query::<u64>(&command).await {
         Ok(copies) if copies >= ack.replicas => None,
         Ok(copies) => Some(format!(
@@ -282,7 +309,10 @@ impl Client {
     }
     let error = Error::new(
       ErrorKind::Replication,
-      format!("the lock on '{key}' was not copied to enough replicas: {}", shortfalls.join("; ")),
+      format!(
+        "the lock on '{key}' was not copied to enough replicas: {}",
+        shortfalls.join("; ")
+      ),
     );
     match ack.policy {
       ReplicaPolicy::Fail => {
@@ -310,7 +340,10 @@ impl Client {
     let keys = LockKeys::new(key);
     join_all(self.hosts.iter().enumerate().map(|(index, host)| {
       let keys = &keys;
-      let attempt = pending.iter().position(|(i, _)| *i == index).map(|at| pending.swap_remove(at).1);
+      let attempt = pending
+        .iter()
+        .position(|(i, _)| *i == index)
+        .map(|at| pending.swap_remove(at).1);
       async move {
         if let Some(attempt) = attempt {
           let _ = attempt.await;
@@ -329,7 +362,9 @@ impl Client {
     let started = Instant::now();
     let tally = self
       .ask_each(key, token, |host, key, token| async move {
-        host.eval::<i64>(&EXTEND, &[&*key], &[&&*token, &ttl_ms]).await
+        host
+          .eval::<i64>(&EXTEND, &[&*key], &[&&*token, &ttl_ms])
+          .await
       })
       .await;
     let ttl = Duration::from_millis(ttl_ms);

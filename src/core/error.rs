@@ -68,7 +68,10 @@ pub struct Error {
 
 impl Error {
   pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-    Error { kind, message: message.into() }
+    Error {
+      kind,
+      message: message.into(),
+    }
   }
 
   pub fn invalid_argument(message: impl Into<String>) -> Self {

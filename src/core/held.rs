@@ -50,7 +50,11 @@ pub struct HeldLock {
 
 impl std::fmt::Debug for HeldLock {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-    f.debug_struct("HeldLock").field("key", &self.key).field("fence", &self.fence).field("valid", &self.is_valid()).finish()
+    f.debug_struct("HeldLock")
+      .field("key", &self.key)
+      .field("fence", &self.fence)
+      .field("valid", &self.is_valid())
+      .finish()
   }
 }
 
@@ -67,14 +71,24 @@ pub struct Grant {
 impl HeldLock {
   /// Wraps a freshly taken lock and starts its guardian task (the watchdog when enabled; in
   /// any case the task that reports expiry and ends the lock at `close`).
-  pub fn start(client: Arc<Client>, grant: Grant, acquired_at: Instant, on_lost: LostCallback) -> Arc<HeldLock> {
+  pub fn start(
+    client: Arc<Client>,
+    grant: Grant,
+    acquired_at: Instant,
+    on_lost: LostCallback,
+  ) -> Arc<HeldLock> {
     let held = Arc::new(HeldLock {
       key: grant.key,
       token: grant.token,
       fence: grant.fence,
       watchdog: grant.watchdog,
       hold_until: grant.max_hold.map(|hold| acquired_at + hold),
-      state: Mutex::new(State { phase: Phase::Held, valid_until: grant.valid_until, ttl_ms: grant.ttl_ms, lost: None }),
+      state: Mutex::new(State {
+        phase: Phase::Held,
+        valid_until: grant.valid_until,
+        ttl_ms: grant.ttl_ms,
+        lost: None,
+      }),
       changed: Notify::new(),
       released: CancellationToken::new(),
       on_lost: Mutex::new(Some(on_lost)),
@@ -167,7 +181,10 @@ impl HeldLock {
     let state = self.state.lock().expect("lock state");
     match state.phase {
       Phase::Held => Ok(()),
-      Phase::Released => Err(Error::new(ErrorKind::LockLost, format!("the lock on '{}' was already released", self.key))),
+      Phase::Released => Err(Error::new(
+        ErrorKind::LockLost,
+        format!("the lock on '{}' was already released", self.key),
+      )),
       Phase::Lost => Err(state.lost.clone().expect("a lost lock has a reason")),
     }
   }
@@ -175,7 +192,10 @@ impl HeldLock {
   fn not_held_error(&self) -> Error {
     Error::new(
       ErrorKind::LockLost,
-      format!("the lock on '{}' is no longer held: it expired or was taken over", self.key),
+      format!(
+        "the lock on '{}' is no longer held: it expired or was taken over",
+        self.key
+      ),
     )
   }
 
@@ -203,7 +223,9 @@ impl HeldLock {
       return None;
     }
     let now = Instant::now();
-    let renewal_due = state.valid_until.checked_sub(Duration::from_millis(state.ttl_ms).mul_f64(1.0 - RENEW_EVERY));
+    let renewal_due = state
+      .valid_until
+      .checked_sub(Duration::from_millis(state.ttl_ms).mul_f64(1.0 - RENEW_EVERY));
     let may_renew = self.watchdog && self.hold_until.is_none_or(|until| now < until);
     match renewal_due {
       Some(due) if may_renew => Some((due.min(state.valid_until), true)),
@@ -217,7 +239,9 @@ impl HeldLock {
       let state = self.state.lock().expect("lock state");
       let ttl = state.ttl_ms;
       match self.hold_until {
-        Some(until) => ttl.min(until.saturating_duration_since(Instant::now()).as_millis() as u64).max(1),
+        Some(until) => ttl
+          .min(until.saturating_duration_since(Instant::now()).as_millis() as u64)
+          .max(1),
         None => ttl,
       }
     };
@@ -236,7 +260,10 @@ impl HeldLock {
         if expired {
           Err(Error::new(
             ErrorKind::LockLost,
-            format!("the lock on '{}' ran out while it could not be renewed: {error}", self.key),
+            format!(
+              "the lock on '{}' ran out while it could not be renewed: {error}",
+              self.key
+            ),
           ))
         } else {
           Ok(())
@@ -251,7 +278,9 @@ impl HeldLock {
 async fn guard(held: Arc<HeldLock>) {
   let closed = held.client.closed_token().clone();
   loop {
-    let Some((at, renew)) = held.next_step() else { return };
+    let Some((at, renew)) = held.next_step() else {
+      return;
+    };
     tokio::select! {
       _ = held.released.cancelled() => return,
       _ = closed.cancelled() => {
@@ -268,9 +297,15 @@ async fn guard(held: Arc<HeldLock>) {
       let reason = match held.hold_until {
         Some(until) if Instant::now() >= until => Error::new(
           ErrorKind::LockLost,
-          format!("the lock on '{}' reached its maxHold and was left to expire", held.key),
+          format!(
+            "the lock on '{}' reached its maxHold and was left to expire",
+            held.key
+          ),
         ),
-        _ => Error::new(ErrorKind::LockLost, format!("the lease on '{}' ran out without renewal", held.key)),
+        _ => Error::new(
+          ErrorKind::LockLost,
+          format!("the lease on '{}' ran out without renewal", held.key),
+        ),
       };
       held.lose(reason);
       return;

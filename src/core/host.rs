@@ -36,7 +36,10 @@ impl Host {
   pub fn connect_lazily(url: &str, options: &ClientOptions) -> Result<Host> {
     let info = parse_url(url)?;
     let label = label_of(info.addr());
-    let mut settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+    let mut settings = info
+      .redis_settings()
+      .clone()
+      .set_protocol(ProtocolVersion::RESP3);
     settings = settings.set_lib_name("relock", env!("CARGO_PKG_VERSION"));
     if let Some(username) = &options.username {
       settings = settings.set_username(username);
@@ -83,7 +86,9 @@ impl Host {
   /// Sends one command and reads its reply.
   pub async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T> {
     let mut connection = self.connection.clone();
-    self.bounded(Box::pin(command.query_async(&mut connection))).await
+    self
+      .bounded(Box::pin(command.query_async(&mut connection)))
+      .await
   }
 
   /// Runs `script` by EVALSHA; redis-rs loads it and retries once when the server answers
@@ -102,19 +107,28 @@ impl Host {
       arg.push_onto(&mut invocation);
     }
     let mut connection = self.connection.clone();
-    self.bounded(Box::pin(invocation.invoke_async(&mut connection))).await
+    self
+      .bounded(Box::pin(invocation.invoke_async(&mut connection)))
+      .await
   }
 
   /// Bounds one Redis call in time. Calls come boxed: a Redis call's future is large (script
   /// loading on NOSCRIPT, reconnection), and every future awaiting it inline would carry that
   /// size through each move.
-  async fn bounded<T>(&self, call: Pin<Box<impl Future<Output = redis::RedisResult<T>>>>) -> Result<T> {
+  async fn bounded<T>(
+    &self,
+    call: Pin<Box<impl Future<Output = redis::RedisResult<T>>>>,
+  ) -> Result<T> {
     match tokio::time::timeout(self.call_timeout, call).await {
       Ok(Ok(value)) => Ok(value),
       Ok(Err(error)) => Err(self.describe(&error)),
       Err(_) => Err(Error::new(
         ErrorKind::Timeout,
-        format!("{}: no answer within {} ms", self.label, self.call_timeout.as_millis()),
+        format!(
+          "{}: no answer within {} ms",
+          self.label,
+          self.call_timeout.as_millis()
+        ),
       )),
     }
   }
@@ -131,7 +145,10 @@ impl Host {
       ErrorKind::Auth => format!("authentication failed: {}", error.detail().unwrap_or("")),
       _ => error.to_string(),
     };
-    Error::new(kind, format!("{}: {}", self.label, detail.trim_end_matches(": ")))
+    Error::new(
+      kind,
+      format!("{}: {}", self.label, detail.trim_end_matches(": ")),
+    )
   }
 }
 
@@ -146,7 +163,11 @@ impl<T: ToRedisArgs + Sync> ToRedisArgsRef for T {
   }
 }
 
-fn open_client(info: redis::ConnectionInfo, options: &ClientOptions, label: &str) -> Result<Client> {
+fn open_client(
+  info: redis::ConnectionInfo,
+  options: &ClientOptions,
+  label: &str,
+) -> Result<Client> {
   if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
     // rustls needs one process-wide crypto provider; an error means one is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -155,24 +176,45 @@ fn open_client(info: redis::ConnectionInfo, options: &ClientOptions, label: &str
     (ConnectionAddr::TcpTls { .. }, Some(tls)) => tls,
     (_, None) => return Client::open(info).map_err(|e| invalid_url(label, &e.to_string())),
     (_, Some(_)) => {
-      return Err(Error::invalid_argument(format!("tls options were given, but {label} is not a rediss:// URL")))
+      return Err(Error::invalid_argument(format!(
+        "tls options were given, but {label} is not a rediss:// URL"
+      )))
     }
   };
   if tls.dangerously_accept_any_certificate {
-    let ConnectionAddr::TcpTls { host, port, .. } = info.addr().clone() else { unreachable!("matched above") };
-    let info = info.set_addr(ConnectionAddr::TcpTls { host, port, insecure: true, tls_params: None });
+    let ConnectionAddr::TcpTls { host, port, .. } = info.addr().clone() else {
+      unreachable!("matched above")
+    };
+    let info = info.set_addr(ConnectionAddr::TcpTls {
+      host,
+      port,
+      insecure: true,
+      tls_params: None,
+    });
     return Client::open(info).map_err(|e| invalid_url(label, &e.to_string()));
   }
   let client_tls = match (&tls.cert, &tls.key) {
-    (Some(cert), Some(key)) => {
-      Some(redis::ClientTlsConfig { client_cert: cert.as_bytes().to_vec(), client_key: key.as_bytes().to_vec() })
-    }
+    (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+      client_cert: cert.as_bytes().to_vec(),
+      client_key: key.as_bytes().to_vec(),
+    }),
     (None, None) => None,
-    _ => return Err(Error::invalid_argument("tls.cert and tls.key must be given together")),
+    _ => {
+      return Err(Error::invalid_argument(
+        "tls.cert and tls.key must be given together",
+      ))
+    }
   };
-  let certificates = redis::TlsCertificates { client_tls, root_cert: tls.ca.as_ref().map(|ca| ca.as_bytes().to_vec()) };
-  Client::build_with_tls(info, certificates)
-    .map_err(|e| Error::invalid_argument(format!("the tls certificates for {label} are unusable: {}", e.detail().unwrap_or(&e.to_string()))))
+  let certificates = redis::TlsCertificates {
+    client_tls,
+    root_cert: tls.ca.as_ref().map(|ca| ca.as_bytes().to_vec()),
+  };
+  Client::build_with_tls(info, certificates).map_err(|e| {
+    Error::invalid_argument(format!(
+      "the tls certificates for {label} are unusable: {}",
+      e.detail().unwrap_or(&e.to_string())
+    ))
+  })
 }
 
 fn classify(error: &RedisError) -> ErrorKind {
@@ -207,13 +249,23 @@ fn parse_url(url: &str) -> Result<redis::ConnectionInfo> {
         &format!("unknown scheme '{scheme}' (use redis://, rediss://, unix:// or redis+unix://)"),
       ))
     }
-    None => return Err(invalid_url(url, "expected a URL such as redis://127.0.0.1:6379")),
+    None => {
+      return Err(invalid_url(
+        url,
+        "expected a URL such as redis://127.0.0.1:6379",
+      ))
+    }
   }
-  url.into_connection_info().map_err(|e| invalid_url(url, e.detail().unwrap_or(&e.to_string())))
+  url
+    .into_connection_info()
+    .map_err(|e| invalid_url(url, e.detail().unwrap_or(&e.to_string())))
 }
 
 fn invalid_url(url: &str, why: &str) -> Error {
-  Error::new(ErrorKind::InvalidUrl, format!("invalid Redis URL '{}': {why}", redact_url(url)))
+  Error::new(
+    ErrorKind::InvalidUrl,
+    format!("invalid Redis URL '{}': {why}", redact_url(url)),
+  )
 }
 
 fn label_of(addr: &ConnectionAddr) -> String {
@@ -235,7 +287,11 @@ pub fn redact_url(url: &str) -> String {
   match authority.rsplit_once('@') {
     Some((userinfo, host)) => {
       let user = userinfo.split_once(':').map_or("", |(user, _)| user);
-      let hidden = if userinfo.contains(':') { format!("{user}:***") } else { "***".to_owned() };
+      let hidden = if userinfo.contains(':') {
+        format!("{user}:***")
+      } else {
+        "***".to_owned()
+      };
       format!("{scheme}://{hidden}@{host}{path}")
     }
     None => url.to_owned(),
@@ -248,9 +304,18 @@ mod tests {
 
   #[test]
   fn redaction_hides_passwords_only() {
-    assert_eq!(redact_url("redis://127.0.0.1:6379/2"), "redis://127.0.0.1:6379/2");
-    assert_eq!(redact_url("redis://:s3cret@host:1/0"), "redis://:***@host:1/0");
-    assert_eq!(redact_url("rediss://app:p@ss@host:1"), "rediss://app:***@host:1");
+    assert_eq!(
+      redact_url("redis://127.0.0.1:6379/2"),
+      "redis://127.0.0.1:6379/2"
+    );
+    assert_eq!(
+      redact_url("redis://:s3cret@host:1/0"),
+      "redis://:***@host:1/0"
+    );
+    assert_eq!(
+      redact_url("rediss://app:p@ss@host:1"),
+      "rediss://app:***@host:1"
+    );
     assert_eq!(redact_url("redis://token@host"), "redis://***@host");
     assert_eq!(redact_url("not a url"), "not a url");
   }
@@ -260,7 +325,10 @@ mod tests {
     for (url, expected) in [
       ("http://127.0.0.1:6379", "unknown scheme 'http'"),
       ("127.0.0.1:6379", "expected a URL"),
-      ("redis://:hunter2@[::1", "invalid Redis URL 'redis://:***@[::1'"),
+      (
+        "redis://:hunter2@[::1",
+        "invalid Redis URL 'redis://:***@[::1'",
+      ),
     ] {
       let err = parse_url(url).unwrap_err();
       assert_eq!(err.kind(), ErrorKind::InvalidUrl, "{url}");

@@ -4,6 +4,7 @@ use redis::Value;
 
 use crate::core::client::Client;
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::quorum::quorum_of;
 use crate::core::scripts::{LockKeys, INSPECT};
 use crate::core::validate;
 
@@ -43,7 +44,10 @@ impl Client {
       self.ensure_open()?;
       let reply: Vec<Value> = host.eval(&INSPECT, &keys.all(), &[]).await?;
       states.push(parse_state(host.label(), reply).ok_or_else(|| {
-        Error::new(ErrorKind::Redis, format!("{}: unexpected reply to the inspect script", host.label()))
+        Error::new(
+          ErrorKind::Redis,
+          format!("{}: unexpected reply to the inspect script", host.label()),
+        )
       })?);
     }
     Ok(states)
@@ -57,7 +61,12 @@ impl Client {
       let mut cursor = 0u64;
       loop {
         let mut command = redis::cmd("SCAN");
-        command.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(500);
+        command
+          .arg(cursor)
+          .arg("MATCH")
+          .arg(pattern)
+          .arg("COUNT")
+          .arg(500);
         self.ensure_open()?;
         let (next, keys): (u64, Vec<String>) = host.query(&command).await?;
         found.extend(keys.into_iter().filter(|key| !LockKeys::is_side_key(key)));
@@ -74,8 +83,12 @@ impl Client {
   /// it); true if it was held on a quorum and is now released there.
   pub async fn force_release(&self, key: &str) -> Result<bool> {
     validate::key(key)?;
-    let holders: Vec<Option<String>> =
-      self.inspect(key).await?.into_iter().map(|state| state.holder).collect();
+    let holders: Vec<Option<String>> = self
+      .inspect(key)
+      .await?
+      .into_iter()
+      .map(|state| state.holder)
+      .collect();
     let keys = LockKeys::new(key);
     let mut released = 0;
     for (host, holder) in self.hosts().iter().zip(holders) {
@@ -85,7 +98,7 @@ impl Client {
         released += done as usize;
       }
     }
-    Ok(released >= self.hosts().len() / 2 + 1)
+    Ok(released >= quorum_of(self.hosts().len()))
   }
 }
 
@@ -100,7 +113,9 @@ fn parse_state(host: &str, reply: Vec<Value>) -> Option<LockState> {
     Value::Int(now) => now,
     _ => return None,
   };
-  let Value::Array(queue) = queue else { return None };
+  let Value::Array(queue) = queue else {
+    return None;
+  };
   let waiters = queue
     .chunks(2)
     .filter_map(|pair| {
@@ -108,7 +123,11 @@ fn parse_state(host: &str, reply: Vec<Value>) -> Option<LockState> {
       let entry = pair.get(1).and_then(text).unwrap_or_default();
       let mut parts = entry.split(' ').map(|part| part.parse::<i64>().ok());
       let deadline = parts.next().flatten();
-      Some(QueuedWaiter { token, expires_in_ms: deadline.map(|d| d - now), ttl_ms: parts.next().flatten() })
+      Some(QueuedWaiter {
+        token,
+        expires_in_ms: deadline.map(|d| d - now),
+        ttl_ms: parts.next().flatten(),
+      })
     })
     .collect();
   Some(LockState {

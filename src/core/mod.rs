@@ -16,8 +16,8 @@ pub mod validate;
 
 pub use acquire::AcquireOptions;
 pub use client::{new_token, Client, Lease};
+pub use error::{Error, ErrorKind, Result};
 pub use held::{HeldLock, LostCallback};
 pub use inspect::{LockState, QueuedWaiter, LIST_LIMIT};
-pub use error::{Error, ErrorKind, Result};
-pub use stats::{Counts, Event};
 pub use options::{ClientOptions, ReplicaAck, ReplicaPolicy, RetryPolicy, TlsOptions};
+pub use stats::{Counts, Event};

@@ -55,7 +55,12 @@ pub struct Subscription {
 impl Notifications {
   pub fn new(hosts: Vec<Arc<Host>>, options: ClientOptions) -> Notifications {
     let connections = hosts.iter().map(|_| OnceCell::new()).collect();
-    Notifications { hosts, options, connections, channels: Arc::default() }
+    Notifications {
+      hosts,
+      options,
+      connections,
+      channels: Arc::default(),
+    }
   }
 
   /// Starts listening on `channel` on every host and returns once the hosts confirmed. Hosts
@@ -64,18 +69,27 @@ impl Notifications {
   pub async fn subscribe(self: &Arc<Self>, channel: &str) -> Subscription {
     let (wire, receiver) = {
       let mut channels = self.channels.lock().expect("channels lock");
-      let entry = channels.by_name.entry(channel.to_owned()).or_insert_with(|| Channel {
-        waiters: 0,
-        sender: broadcast::channel(64).0,
-        wire: Arc::default(),
-      });
+      let entry = channels
+        .by_name
+        .entry(channel.to_owned())
+        .or_insert_with(|| Channel {
+          waiters: 0,
+          sender: broadcast::channel(64).0,
+          wire: Arc::default(),
+        });
       entry.waiters += 1;
       (entry.wire.clone(), entry.sender.subscribe())
     };
-    let subscription = Subscription { channel: channel.to_owned(), receiver, owner: Arc::downgrade(self) };
+    let subscription = Subscription {
+      channel: channel.to_owned(),
+      receiver,
+      owner: Arc::downgrade(self),
+    };
     let mut subscribed = wire.lock().await;
     if !*subscribed {
-      self.on_every_host(|mut connection| async move { connection.subscribe(channel).await }).await;
+      self
+        .on_every_host(|mut connection| async move { connection.subscribe(channel).await })
+        .await;
       *subscribed = true;
     }
     subscription
@@ -84,7 +98,9 @@ impl Notifications {
   fn leave(self: Arc<Self>, channel: String) {
     let wire = {
       let mut channels = self.channels.lock().expect("channels lock");
-      let Some(entry) = channels.by_name.get_mut(&channel) else { return };
+      let Some(entry) = channels.by_name.get_mut(&channel) else {
+        return;
+      };
       entry.waiters -= 1;
       if entry.waiters > 0 {
         return;
@@ -98,18 +114,33 @@ impl Notifications {
         return;
       }
       if *subscribed {
-        self.on_every_host(|mut connection| { let channel = &channel; async move { connection.unsubscribe(channel).await } }).await;
+        self
+          .on_every_host(|mut connection| {
+            let channel = &channel;
+            async move { connection.unsubscribe(channel).await }
+          })
+          .await;
         *subscribed = false;
       }
       let mut channels = self.channels.lock().expect("channels lock");
-      if channels.by_name.get(&channel).is_some_and(|entry| entry.waiters == 0) {
+      if channels
+        .by_name
+        .get(&channel)
+        .is_some_and(|entry| entry.waiters == 0)
+      {
         channels.by_name.remove(&channel);
       }
     });
   }
 
   fn waiters_on(&self, channel: &str) -> usize {
-    self.channels.lock().expect("channels lock").by_name.get(channel).map_or(0, |entry| entry.waiters)
+    self
+      .channels
+      .lock()
+      .expect("channels lock")
+      .by_name
+      .get(channel)
+      .map_or(0, |entry| entry.waiters)
   }
 
   async fn on_every_host<F, Fut>(&self, command: F)
@@ -128,15 +159,9 @@ impl Notifications {
     .await;
   }
 
-  /// Number of channels subscribed or lingering; for tests of the clean-up.
-  pub fn active_channels(&self) -> usize {
-    self.channels.lock().expect("channels lock").by_name.len()
-  }
-
   async fn connection(&self, index: usize) -> Result<ConnectionManager> {
     let host = &self.hosts[index];
-    self
-      .connections[index]
+    self.connections[index]
       .get_or_try_init(|| async {
         let (sender, receiver) = mpsc::unbounded_channel();
         let config = ConnectionManagerConfig::new()
@@ -148,7 +173,11 @@ impl Notifications {
         let connect = ConnectionManager::new_with_config(host.client().clone(), config);
         let connection = tokio::time::timeout(self.options.connect_timeout, connect)
           .await
-          .map_err(|_| host.describe(&redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))))?
+          .map_err(|_| {
+            host.describe(&redis::RedisError::from(std::io::Error::from(
+              std::io::ErrorKind::TimedOut,
+            )))
+          })?
           .map_err(|e| host.describe(&e))?;
         tokio::spawn(dispatch(receiver, Arc::downgrade(&self.channels)));
         Ok(connection)
@@ -175,10 +204,17 @@ async fn dispatch(mut pushes: mpsc::UnboundedReceiver<PushInfo>, channels: Weak<
     let [Value::BulkString(channel), Value::BulkString(message)] = push.data.as_slice() else {
       continue;
     };
-    let Some(channels) = channels.upgrade() else { return };
+    let Some(channels) = channels.upgrade() else {
+      return;
+    };
     let channels = channels.lock().expect("channels lock");
-    if let Some(entry) = std::str::from_utf8(channel).ok().and_then(|name| channels.by_name.get(name)) {
-      let _ = entry.sender.send(Arc::from(String::from_utf8_lossy(message).as_ref()));
+    if let Some(entry) = std::str::from_utf8(channel)
+      .ok()
+      .and_then(|name| channels.by_name.get(name))
+    {
+      let _ = entry
+        .sender
+        .send(Arc::from(String::from_utf8_lossy(message).as_ref()));
     }
   }
 }

@@ -22,8 +22,11 @@ pub struct ClientOptions {
   /// Wait for replicas to copy each new lock before relying on it.
   pub replica_ack: Option<ReplicaAck>,
   /// Told of problems that do not fail a call (a replica shortfall under the `warn` policy).
-  pub on_notice: Option<Arc<dyn Fn(&Error) + Send + Sync>>,
+  pub on_notice: Option<NoticeCallback>,
 }
+
+/// Receives problems that do not fail a call.
+pub type NoticeCallback = Arc<dyn Fn(&Error) + Send + Sync>;
 
 /// After taking a lock, wait (`WAIT`) until `replicas` replicas of each host copied it, for at
 /// most `timeout`. Asynchronous replication can otherwise lose an acknowledged lock in a
@@ -61,7 +64,10 @@ impl std::fmt::Debug for TlsOptions {
       .field("ca", &self.ca.is_some())
       .field("cert", &self.cert.is_some())
       .field("key", &self.key.as_ref().map(|_| "<redacted>"))
-      .field("dangerously_accept_any_certificate", &self.dangerously_accept_any_certificate)
+      .field(
+        "dangerously_accept_any_certificate",
+        &self.dangerously_accept_any_certificate,
+      )
       .finish()
   }
 }
@@ -131,7 +137,11 @@ impl RetryPolicy {
   /// A pause of `delay` plus up to `jitter`, drawn anew each time.
   pub fn pause(&self) -> Duration {
     let jitter_ms = self.jitter.as_millis() as u64;
-    let extra = if jitter_ms == 0 { 0 } else { fastrand::u64(0..=jitter_ms) };
+    let extra = if jitter_ms == 0 {
+      0
+    } else {
+      fastrand::u64(0..=jitter_ms)
+    };
     self.delay + Duration::from_millis(extra)
   }
 }

@@ -51,8 +51,11 @@ impl<T> Tally<T> {
     if self.hosts == 1 && self.failed.len() == 1 {
       return self.failed.pop().expect("one failure");
     }
-    let causes: Vec<String> =
-      self.failed.iter().map(|e| format!("{} ({})", e.message(), e.code())).collect();
+    let causes: Vec<String> = self
+      .failed
+      .iter()
+      .map(|e| format!("{} ({})", e.message(), e.code()))
+      .collect();
     Error::new(
       ErrorKind::NoQuorum,
       format!(
@@ -60,7 +63,11 @@ impl<T> Tally<T> {
         self.hosts - self.failed.len(),
         self.hosts,
         self.quorum,
-        if causes.is_empty() { "none".to_owned() } else { causes.join("; ") }
+        if causes.is_empty() {
+          "none".to_owned()
+        } else {
+          causes.join("; ")
+        }
       ),
     )
   }
@@ -121,8 +128,10 @@ where
   F: Fn(Arc<Host>) -> Fut,
   Fut: Future<Output = Vote<T>> + Send + 'static,
 {
-  let mut tasks: Vec<Option<JoinHandle<Vote<T>>>> =
-    hosts.iter().map(|host| Some(tokio::spawn(ask(host.clone())))).collect();
+  let mut tasks: Vec<Option<JoinHandle<Vote<T>>>> = hosts
+    .iter()
+    .map(|host| Some(tokio::spawn(ask(host.clone()))))
+    .collect();
   let mut answers: FuturesUnordered<_> = tasks
     .iter_mut()
     .enumerate()
@@ -135,7 +144,10 @@ where
   while let Some((index, joined)) = answers.next().await {
     finished.push(index);
     let vote = joined.unwrap_or_else(|e| {
-      Vote::Failed(Error::new(ErrorKind::Redis, format!("host task failed: {e}")))
+      Vote::Failed(Error::new(
+        ErrorKind::Redis,
+        format!("host task failed: {e}"),
+      ))
     });
     tally.record(index, vote);
     if tally.decided() {
@@ -146,8 +158,11 @@ where
   for index in finished {
     tasks[index] = None;
   }
-  tally.pending =
-    tasks.into_iter().enumerate().filter_map(|(index, task)| Some((index, task?))).collect();
+  tally.pending = tasks
+    .into_iter()
+    .enumerate()
+    .filter_map(|(index, task)| Some((index, task?)))
+    .collect();
   tally
 }
 
@@ -156,7 +171,9 @@ where
 /// `None` when nothing is left.
 pub fn validity(ttl: Duration, elapsed: Duration, drift_factor: f64) -> Option<Duration> {
   let drift = ttl.mul_f64(drift_factor) + Duration::from_millis(2);
-  ttl.checked_sub(elapsed + drift).filter(|left| !left.is_zero())
+  ttl
+    .checked_sub(elapsed + drift)
+    .filter(|left| !left.is_zero())
 }
 
 #[cfg(test)]
@@ -213,12 +230,18 @@ mod tests {
 
     let mut t = tally(5);
     for i in 0..3 {
-      t.record(i, Vote::Failed(Error::new(ErrorKind::Connection, format!("h{i}: refused"))));
+      t.record(
+        i,
+        Vote::Failed(Error::new(ErrorKind::Connection, format!("h{i}: refused"))),
+      );
     }
     assert!(t.decided() && !t.has_quorum() && !t.refused());
     let err = t.failure();
     assert_eq!(err.kind(), ErrorKind::NoQuorum);
-    assert!(err.message().contains("h0: refused") && err.message().contains("h2: refused"), "{err}");
+    assert!(
+      err.message().contains("h0: refused") && err.message().contains("h2: refused"),
+      "{err}"
+    );
 
     let mut t = tally(3);
     t.record(0, Vote::No(500));
@@ -230,7 +253,10 @@ mod tests {
   #[test]
   fn a_single_host_reports_its_own_error() {
     let mut t = tally(1);
-    t.record(0, Vote::Failed(Error::new(ErrorKind::Auth, "h: authentication failed")));
+    t.record(
+      0,
+      Vote::Failed(Error::new(ErrorKind::Auth, "h: authentication failed")),
+    );
     assert_eq!(t.failure().kind(), ErrorKind::Auth);
   }
 }

@@ -11,14 +11,18 @@ use redis::Script;
 use crate::core::error::Result;
 use crate::core::host::Host;
 
-pub static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
+pub static ACQUIRE: LazyLock<Script> =
+  LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
 pub static ACQUIRE_FAIR: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/acquire_fair.lua")));
-pub static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
-pub static INSPECT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/inspect.lua")));
+pub static EXTEND: LazyLock<Script> =
+  LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+pub static INSPECT: LazyLock<Script> =
+  LazyLock::new(|| Script::new(include_str!("scripts/inspect.lua")));
 pub static RAISE_FENCE: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/raise_fence.lua")));
-pub static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
+pub static RELEASE: LazyLock<Script> =
+  LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
 
 /// A fence counter outlives its last use by this long: long enough that no holder can still be
 /// paused when it expires, short enough that the counters of keys no longer locked do not pile
@@ -49,7 +53,9 @@ impl LockKeys {
 
   /// True for the side keys relock keeps next to lock keys.
   pub fn is_side_key(key: &str) -> bool {
-    [":relock:queue", ":relock:waiters", ":relock:fence"].iter().any(|suffix| key.ends_with(suffix))
+    [":relock:queue", ":relock:waiters", ":relock:fence"]
+      .iter()
+      .any(|suffix| key.ends_with(suffix))
   }
 
   /// Keys in the order the release and fair-acquire scripts declare them.
@@ -59,7 +65,13 @@ impl LockKeys {
 
   /// Runs the release script on `host`: 1 if `token` held the lock there and no longer does.
   pub async fn release_on(&self, host: &Host, token: &str) -> Result<i64> {
-    host.eval(&RELEASE, &self.all(), &[&token, &self.channel, &FENCE_RETENTION_MS]).await
+    host
+      .eval(
+        &RELEASE,
+        &self.all(),
+        &[&token, &self.channel, &FENCE_RETENTION_MS],
+      )
+      .await
   }
 }
 
@@ -112,12 +124,17 @@ mod tests {
       include_str!("scripts/raise_fence.lua"),
       include_str!("scripts/inspect.lua"),
     ] {
-      for line in source.lines().filter(|line| !line.trim_start().starts_with("--")) {
+      for line in source
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("--"))
+      {
         if let Some(call) = line.find("redis.call('") {
           let args = &line[call..];
           let first_arg = args.split(',').nth(1).map(str::trim).unwrap_or("");
           assert!(
-            first_arg.is_empty() || first_arg.starts_with("KEYS[") || first_arg.starts_with("ARGV["),
+            first_arg.is_empty()
+              || first_arg.starts_with("KEYS[")
+              || first_arg.starts_with("ARGV["),
             "script touches an undeclared key: {line}"
           );
         }

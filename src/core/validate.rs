@@ -52,7 +52,11 @@ pub fn non_negative_millis(name: &str, value: f64) -> Result<u64> {
 }
 
 fn millis(name: &str, value: f64, min: u64) -> Result<u64> {
-  let described = if min == 0 { "a non-negative" } else { "a positive" };
+  let described = if min == 0 {
+    "a non-negative"
+  } else {
+    "a positive"
+  };
   if !value.is_finite() || value.fract() != 0.0 || value < min as f64 {
     return Err(Error::invalid_argument(format!(
       "{name} must be {described} integer number of milliseconds, got {value}"
@@ -111,8 +115,18 @@ mod tests {
   #[test]
   fn millis_are_whole_and_in_range() {
     assert_eq!(positive_millis("ttl", 1.0).unwrap(), 1);
-    assert_eq!(positive_millis("ttl", MAX_MILLIS as f64).unwrap(), MAX_MILLIS);
-    for bad in [0.0, -1.0, 1.5, f64::NAN, f64::INFINITY, MAX_MILLIS as f64 + 1.0] {
+    assert_eq!(
+      positive_millis("ttl", MAX_MILLIS as f64).unwrap(),
+      MAX_MILLIS
+    );
+    for bad in [
+      0.0,
+      -1.0,
+      1.5,
+      f64::NAN,
+      f64::INFINITY,
+      MAX_MILLIS as f64 + 1.0,
+    ] {
       let err = positive_millis("ttl", bad).unwrap_err();
       assert_eq!(err.kind(), ErrorKind::InvalidArgument);
       assert!(err.message().starts_with("ttl must be"), "{err}");

@@ -25,11 +25,22 @@ impl RedisServer {
   /// Starts the server again on the same port (after `kill`).
   pub fn restart(&mut self) {
     let child = Command::new("redis-server")
-      .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+      .args([
+        "--port",
+        &self.port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+      ])
       .stdout(Stdio::null())
       .stderr(Stdio::null())
       .spawn()
-      .expect("redis-server is not on PATH: install it (Debian/Ubuntu: apt-get install redis-server)");
+      .expect(
+        "redis-server is not on PATH: install it (Debian/Ubuntu: apt-get install redis-server)",
+      );
     self.child = Some(child);
     self.wait_until_ready();
   }
@@ -37,7 +48,11 @@ impl RedisServer {
   fn wait_until_ready(&self) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-      if self.cli(&["PING"]).map(|out| out.trim() == "PONG").unwrap_or(false) {
+      if self
+        .cli(&["PING"])
+        .map(|out| out.trim() == "PONG")
+        .unwrap_or(false)
+      {
         return;
       }
       std::thread::sleep(Duration::from_millis(20));
@@ -50,7 +65,10 @@ impl RedisServer {
   }
 
   pub fn signal(&self, signal: &str) {
-    let status = Command::new("kill").args([&format!("-{signal}"), &self.pid().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+      .args([&format!("-{signal}"), &self.pid().to_string()])
+      .status()
+      .unwrap();
     assert!(status.success());
   }
 
@@ -63,8 +81,15 @@ impl RedisServer {
   }
 
   pub fn cli(&self, args: &[&str]) -> Option<String> {
-    let output = Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().ok()?;
-    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    let output = Command::new("redis-cli")
+      .args(["-p", &self.port.to_string()])
+      .args(args)
+      .output()
+      .ok()?;
+    output
+      .status
+      .success()
+      .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
   }
 }
 
@@ -75,5 +100,9 @@ impl Drop for RedisServer {
 }
 
 fn free_port() -> u16 {
-  TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+  TcpListener::bind("127.0.0.1:0")
+    .unwrap()
+    .local_addr()
+    .unwrap()
+    .port()
 }
