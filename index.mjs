@@ -2,4 +2,3 @@
 import relock from './index.js'
 
 export const { Redlock, RelockError, Lock } = relock
-export default relock
