@@ -1,3 +1,5 @@
+import { EventEmitter } from 'node:events'
+
 /** Stable codes carried by every error relock rejects or throws with (`error.code`). */
 export type RelockErrorCode =
   | 'ERR_RELOCK_INVALID_ARGUMENT'
@@ -166,7 +168,8 @@ export interface RedlockEvents {
   replication: [{ error: RelockError }]
 }
 
-export declare class Redlock {
+/** A lock client; an `EventEmitter` of the events in `RedlockEvents`. */
+export declare class Redlock extends EventEmitter {
   /**
    * @param urls One Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://…`,
    *   `unix:///path/to.sock`, `redis+unix:///path/to.sock`), or several independent Redis

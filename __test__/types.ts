@@ -56,6 +56,9 @@ async function example(): Promise<void> {
   const onReleased = (detail: RedlockEvents['released'][0]) => console.log(detail.heldMs)
   locks.on('released', onReleased).off('released', onReleased)
   locks.on('extended', ({ ttl }) => console.log(ttl))
+  const listening: number = locks.listenerCount('acquired')
+  locks.removeAllListeners('acquired')
+  void listening
   const stats: LockStats = locks.stats()
   const info: LockInfo[] = await locks.inspect('order:42')
   const keys: string[] = await locks.list('order:*', { limit: 10 })
