@@ -63,6 +63,8 @@ export interface RedlockOptions extends RetryOptions {
   tls?: TlsOptions
   /** Wait (`WAIT`) until replicas of each host copied every new lock before relying on it. */
   replicaAck?: ReplicaAckOptions
+  /** Find the master through Redis Sentinel: the URLs are then the Sentinels' addresses. */
+  sentinel?: { name: string }
 }
 
 /** Failover safety for masters with replicas. */

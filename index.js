@@ -69,6 +69,7 @@ const CLIENT_OPTIONS = {
   password: 'string',
   tls: 'object',
   replicaAck: 'object',
+  sentinel: 'object',
 }
 const REPLICA_ACK_OPTIONS = { replicas: 'number', timeout: 'number', policy: 'string' }
 const TLS_OPTIONS = { dangerouslyAcceptAnyCertificate: 'boolean' }
@@ -192,6 +193,9 @@ function pem(name, value) {
 function nativeClientOptions(options) {
   if (!expectOptions('options', options, CLIENT_OPTIONS)) return undefined
   expectOptions('options.replicaAck', options.replicaAck, REPLICA_ACK_OPTIONS)
+  if (options.sentinel != null && typeof options.sentinel.name !== 'string') {
+    throw invalid(`options.sentinel.name must be the master's name, got ${describe(options.sentinel.name)}`)
+  }
   const { tls } = options
   if (tls === undefined || tls === null) return options
   expectOptions('options.tls', tls, TLS_OPTIONS)

@@ -10,6 +10,8 @@ async function example(): Promise<void> {
   const tls: TlsOptions = { ca: Buffer.from('-----BEGIN CERTIFICATE-----'), cert: 'PEM', key: 'PEM', dangerouslyAcceptAnyCertificate: false }
   const secure = new Redlock('rediss://redis.internal:6380', { username: 'locker', password: 'secret', tls, replicaAck: { replicas: 1, timeout: 50, policy: 'warn' } })
   secure.on('replication', ({ error }) => console.warn(error.message))
+  const viaSentinel = new Redlock(['redis://10.0.0.5:26379', 'redis://10.0.0.6:26379'], { sentinel: { name: 'mymaster' } })
+  await viaSentinel.close()
   await secure.close()
   const hosts: string[] = redlock.hosts
   const retry: RetryOptions = { retryCount: 2 }

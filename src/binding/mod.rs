@@ -63,6 +63,15 @@ pub struct ClientConfig {
   pub tls: Option<TlsConfig>,
   /// Wait for replicas to copy each new lock.
   pub replica_ack: Option<ReplicaAckConfig>,
+  /// Find the master through Sentinel: the URLs are then the Sentinels' addresses.
+  pub sentinel: Option<SentinelConfig>,
+}
+
+/// A master found through Redis Sentinel.
+#[napi(object)]
+pub struct SentinelConfig {
+  /// The name the Sentinels monitor the master under.
+  pub name: String,
 }
 
 /// Waiting for replicas to copy each new lock (`WAIT`).
@@ -135,6 +144,10 @@ fn client_options(config: &ClientConfig) -> core::Result<ClientOptions> {
     password: config.password.clone(),
     tls,
     replica_ack,
+    sentinel: config
+      .sentinel
+      .as_ref()
+      .map(|sentinel| sentinel.name.clone()),
     on_notice: None,
   })
 }

@@ -55,10 +55,13 @@ impl Client {
     if urls.is_empty() {
       return Err(Error::invalid_argument("at least one Redis URL is needed"));
     }
-    let hosts = urls
-      .iter()
-      .map(|url| Host::connect_lazily(url, &options).map(Arc::new))
-      .collect::<Result<Vec<_>>>()?;
+    let hosts = match &options.sentinel {
+      Some(name) => vec![Arc::new(Host::through_sentinels(urls, name, &options)?)],
+      None => urls
+        .iter()
+        .map(|url| Host::connect_lazily(url, &options).map(Arc::new))
+        .collect::<Result<Vec<_>>>()?,
+    };
     for (index, host) in hosts.iter().enumerate() {
       if hosts[..index]
         .iter()

@@ -3,9 +3,11 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
   Client, ConnectionAddr, ErrorKind as RedisKind, FromRedisValue, IntoConnectionInfo,
   ProtocolVersion, RedisError, Script, ServerErrorKind, ToRedisArgs,
@@ -19,13 +21,27 @@ const SCHEMES: [&str; 4] = ["redis", "rediss", "unix", "redis+unix"];
 pub struct Host {
   /// How the host is named in errors: address only, never credentials.
   label: String,
-  client: Client,
-  connection: ConnectionManager,
+  /// The connection in use; `None` until a Sentinel named the master.
+  link: RwLock<Option<Link>>,
+  /// Where the master comes from when it is found through Sentinel.
+  sentinel: Option<SentinelSource>,
+  manager_config: ConnectionManagerConfig,
   /// Outer bound of one call: a connect attempt plus one command. redis-rs enforces the two
   /// parts itself; this bound makes "never hangs" independent of how it does so.
   call_timeout: Duration,
   command_timeout: Duration,
   connect_timeout: Duration,
+}
+
+#[derive(Clone)]
+struct Link {
+  client: Client,
+  connection: ConnectionManager,
+}
+
+struct SentinelSource {
+  /// One lookup at a time; whoever waited for it finds the new link in place.
+  sentinels: tokio::sync::Mutex<SentinelClient>,
 }
 
 impl Host {
@@ -36,43 +52,142 @@ impl Host {
   pub fn connect_lazily(url: &str, options: &ClientOptions) -> Result<Host> {
     let info = parse_url(url)?;
     let label = label_of(info.addr());
-    let mut settings = info
-      .redis_settings()
-      .clone()
-      .set_protocol(ProtocolVersion::RESP3);
-    settings = settings.set_lib_name("relock", env!("CARGO_PKG_VERSION"));
-    if let Some(username) = &options.username {
-      settings = settings.set_username(username);
-    }
-    if let Some(password) = &options.password {
-      settings = settings.set_password(password);
-    }
+    let settings = connection_settings(info.redis_settings().clone(), options);
     let info = info.set_redis_settings(settings);
     let client = open_client(info, options, &label)?;
-    let config = ConnectionManagerConfig::new()
-      .set_connection_timeout(Some(options.connect_timeout))
-      .set_response_timeout(Some(options.command_timeout))
-      // One attempt per connect: a failed attempt fails the calls waiting on it within
-      // connectTimeout, and the next call starts a fresh attempt.
-      .set_number_of_retries(0);
-    let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
-      .map_err(|e| invalid_url(url, &e.to_string()))?;
-    Ok(Host {
+    let manager_config = manager_config(options);
+    let connection =
+      ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
+        .map_err(|e| invalid_url(url, &e.to_string()))?;
+    Ok(Host::new(
       label,
-      client,
-      connection,
+      Some(Link { client, connection }),
+      None,
+      manager_config,
+      options,
+    ))
+  }
+
+  /// A master found through the Sentinels at `sentinel_urls` under `name`, and found again
+  /// when it stops answering as a master (after a failover).
+  pub fn through_sentinels(
+    sentinel_urls: &[String],
+    name: &str,
+    options: &ClientOptions,
+  ) -> Result<Host> {
+    if options.tls.is_some() {
+      return Err(Error::new(
+        ErrorKind::Unsupported,
+        "tls options are not supported together with sentinel yet",
+      ));
+    }
+    let infos = sentinel_urls
+      .iter()
+      .map(|url| parse_url(url))
+      .collect::<Result<Vec<_>>>()?;
+    let settings = connection_settings(redis::RedisConnectionInfo::default(), options);
+    let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(settings);
+    let sentinels = SentinelClient::build(infos, name, Some(node), SentinelServerType::Master)
+      .map_err(|e| Error::invalid_argument(format!("the sentinel settings are unusable: {e}")))?;
+    let source = SentinelSource {
+      sentinels: tokio::sync::Mutex::new(sentinels),
+    };
+    Ok(Host::new(
+      format!("sentinel master '{name}'"),
+      None,
+      Some(source),
+      manager_config(options),
+      options,
+    ))
+  }
+
+  fn new(
+    label: String,
+    link: Option<Link>,
+    sentinel: Option<SentinelSource>,
+    manager_config: ConnectionManagerConfig,
+    options: &ClientOptions,
+  ) -> Host {
+    Host {
+      label,
+      link: RwLock::new(link),
+      sentinel,
+      manager_config,
       call_timeout: options.connect_timeout + options.command_timeout,
       command_timeout: options.command_timeout,
       connect_timeout: options.connect_timeout,
-    })
+    }
   }
 
   pub fn label(&self) -> &str {
     &self.label
   }
 
-  pub fn client(&self) -> &Client {
-    &self.client
+  /// The client of the current connection, if there is one yet.
+  pub fn client(&self) -> Option<Client> {
+    self.current().map(|link| link.client)
+  }
+
+  fn current(&self) -> Option<Link> {
+    self.link.read().expect("link lock").clone()
+  }
+
+  async fn connection(&self) -> Result<ConnectionManager> {
+    if let Some(link) = self.current() {
+      return Ok(link.connection);
+    }
+    self.find_master().await?;
+    self.current().map(|link| link.connection).ok_or_else(|| {
+      Error::new(
+        ErrorKind::Connection,
+        format!("{}: no sentinel named a master", self.label),
+      )
+    })
+  }
+
+  /// Asks the Sentinels for the current master and switches to it if it changed.
+  async fn find_master(&self) -> Result<()> {
+    let Some(source) = &self.sentinel else {
+      return Ok(());
+    };
+    let mut sentinels = source.sentinels.lock().await;
+    let asked = tokio::time::timeout(self.call_timeout, sentinels.async_get_client()).await;
+    let client = match asked {
+      Ok(Ok(client)) => client,
+      Ok(Err(error)) => return Err(self.describe(&error)),
+      Err(_) => {
+        return Err(Error::new(
+          ErrorKind::Timeout,
+          format!(
+            "{}: no sentinel answered within {} ms",
+            self.label,
+            self.call_timeout.as_millis()
+          ),
+        ))
+      }
+    };
+    let unchanged = self.current().is_some_and(|link| {
+      link.client.get_connection_info().addr() == client.get_connection_info().addr()
+    });
+    if !unchanged {
+      let connection =
+        ConnectionManager::new_lazy_with_config(client.clone(), self.manager_config.clone())
+          .map_err(|e| self.describe(&e))?;
+      *self.link.write().expect("link lock") = Some(Link { client, connection });
+    }
+    Ok(())
+  }
+
+  /// After a failure that may mean the master moved, look it up again so that the next call
+  /// goes to the new one.
+  async fn follow_failover(&self, error: &Error) {
+    let moved = matches!(error.kind(), ErrorKind::Connection | ErrorKind::Timeout)
+      || ["READONLY", "MASTERDOWN", "LOADING"]
+        .iter()
+        .any(|code| error.message().contains(code));
+    if self.sentinel.is_some() && moved {
+      let _ = self.find_master().await;
+    }
   }
 
   /// `SET key token NX PX ttl`: true if the key was free and is now ours.
@@ -85,7 +200,7 @@ impl Host {
 
   /// Sends one command and reads its reply.
   pub async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T> {
-    let mut connection = self.connection.clone();
+    let mut connection = self.connection().await?;
     self
       .bounded(Box::pin(command.query_async(&mut connection)))
       .await
@@ -106,7 +221,7 @@ impl Host {
     for arg in args {
       arg.push_onto(&mut invocation);
     }
-    let mut connection = self.connection.clone();
+    let mut connection = self.connection().await?;
     self
       .bounded(Box::pin(invocation.invoke_async(&mut connection)))
       .await
@@ -119,18 +234,22 @@ impl Host {
     &self,
     call: Pin<Box<impl Future<Output = redis::RedisResult<T>>>>,
   ) -> Result<T> {
-    match tokio::time::timeout(self.call_timeout, call).await {
-      Ok(Ok(value)) => Ok(value),
-      Ok(Err(error)) => Err(self.describe(&error)),
-      Err(_) => Err(Error::new(
+    let failure = match tokio::time::timeout(self.call_timeout, call).await {
+      Ok(Ok(value)) => return Ok(value),
+      Ok(Err(error)) => self.describe(&error),
+      Err(_) => Error::new(
         ErrorKind::Timeout,
         format!(
           "{}: no answer within {} ms",
           self.label,
           self.call_timeout.as_millis()
         ),
-      )),
+      ),
+    };
+    if self.sentinel.is_some() {
+      Box::pin(self.follow_failover(&failure)).await;
     }
+    Err(failure)
   }
 
   /// Maps a redis-rs error to a relock error that names this host.
@@ -161,6 +280,31 @@ impl<T: ToRedisArgs + Sync> ToRedisArgsRef for T {
   fn push_onto(&self, invocation: &mut redis::ScriptInvocation<'_>) {
     invocation.arg(self);
   }
+}
+
+fn connection_settings(
+  settings: redis::RedisConnectionInfo,
+  options: &ClientOptions,
+) -> redis::RedisConnectionInfo {
+  let mut settings = settings
+    .set_protocol(ProtocolVersion::RESP3)
+    .set_lib_name("relock", env!("CARGO_PKG_VERSION"));
+  if let Some(username) = &options.username {
+    settings = settings.set_username(username);
+  }
+  if let Some(password) = &options.password {
+    settings = settings.set_password(password);
+  }
+  settings
+}
+
+fn manager_config(options: &ClientOptions) -> ConnectionManagerConfig {
+  ConnectionManagerConfig::new()
+    .set_connection_timeout(Some(options.connect_timeout))
+    .set_response_timeout(Some(options.command_timeout))
+    // One attempt per connect: a failed attempt fails the calls waiting on it within
+    // connectTimeout, and the next call starts a fresh attempt.
+    .set_number_of_retries(0)
 }
 
 fn open_client(

@@ -13,7 +13,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{broadcast, mpsc, OnceCell};
 
-use crate::core::error::Result;
+use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::host::Host;
 use crate::core::options::ClientOptions;
 
@@ -170,7 +170,13 @@ impl Notifications {
           .set_number_of_retries(0)
           .set_push_sender(sender)
           .set_automatic_resubscription();
-        let connect = ConnectionManager::new_with_config(host.client().clone(), config);
+        let client = host.client().ok_or_else(|| {
+          Error::new(
+            ErrorKind::Connection,
+            format!("{}: no master is known yet", host.label()),
+          )
+        })?;
+        let connect = ConnectionManager::new_with_config(client, config);
         let connection = tokio::time::timeout(self.options.connect_timeout, connect)
           .await
           .map_err(|_| {

@@ -21,6 +21,8 @@ pub struct ClientOptions {
   pub tls: Option<TlsOptions>,
   /// Wait for replicas to copy each new lock before relying on it.
   pub replica_ack: Option<ReplicaAck>,
+  /// The master name to look up through Sentinel; the URLs are then the Sentinels' addresses.
+  pub sentinel: Option<String>,
   /// Told of problems that do not fail a call (a replica shortfall under the `warn` policy).
   pub on_notice: Option<NoticeCallback>,
 }
@@ -83,6 +85,7 @@ impl std::fmt::Debug for ClientOptions {
       .field("password", &self.password.as_ref().map(|_| "<redacted>"))
       .field("tls", &self.tls)
       .field("replica_ack", &self.replica_ack)
+      .field("sentinel", &self.sentinel)
       .finish()
   }
 }
@@ -98,6 +101,7 @@ impl Default for ClientOptions {
       password: None,
       tls: None,
       replica_ack: None,
+      sentinel: None,
       on_notice: None,
     }
   }
