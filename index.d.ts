@@ -65,6 +65,8 @@ export interface RedlockOptions extends RetryOptions {
   replicaAck?: ReplicaAckOptions
   /** Find the master through Redis Sentinel: the URLs are then the Sentinels' addresses. */
   sentinel?: { name: string }
+  /** The URLs are seed nodes of one Redis Cluster. Default false. */
+  cluster?: boolean
 }
 
 /** Failover safety for masters with replicas. */

@@ -70,6 +70,7 @@ const CLIENT_OPTIONS = {
   tls: 'object',
   replicaAck: 'object',
   sentinel: 'object',
+  cluster: 'boolean',
 }
 const REPLICA_ACK_OPTIONS = { replicas: 'number', timeout: 'number', policy: 'string' }
 const TLS_OPTIONS = { dangerouslyAcceptAnyCertificate: 'boolean' }

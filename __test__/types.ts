@@ -12,6 +12,8 @@ async function example(): Promise<void> {
   secure.on('replication', ({ error }) => console.warn(error.message))
   const viaSentinel = new Redlock(['redis://10.0.0.5:26379', 'redis://10.0.0.6:26379'], { sentinel: { name: 'mymaster' } })
   await viaSentinel.close()
+  const onCluster = new Redlock(['redis://10.0.0.7:7000', 'redis://10.0.0.8:7000'], { cluster: true })
+  await onCluster.close()
   await secure.close()
   const hosts: string[] = redlock.hosts
   const retry: RetryOptions = { retryCount: 2 }

@@ -65,6 +65,8 @@ pub struct ClientConfig {
   pub replica_ack: Option<ReplicaAckConfig>,
   /// Find the master through Sentinel: the URLs are then the Sentinels' addresses.
   pub sentinel: Option<SentinelConfig>,
+  /// The URLs are seed nodes of one Redis Cluster. Default false.
+  pub cluster: Option<bool>,
 }
 
 /// A master found through Redis Sentinel.
@@ -148,6 +150,7 @@ fn client_options(config: &ClientConfig) -> core::Result<ClientOptions> {
       .sentinel
       .as_ref()
       .map(|sentinel| sentinel.name.clone()),
+    cluster: config.cluster.unwrap_or(false),
     on_notice: None,
   })
 }

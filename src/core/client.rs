@@ -55,9 +55,15 @@ impl Client {
     if urls.is_empty() {
       return Err(Error::invalid_argument("at least one Redis URL is needed"));
     }
-    let hosts = match &options.sentinel {
-      Some(name) => vec![Arc::new(Host::through_sentinels(urls, name, &options)?)],
-      None => urls
+    let unsupported = |what: &str| Err(Error::new(ErrorKind::Unsupported, what.to_owned()));
+    let hosts = match (&options.sentinel, options.cluster) {
+      (Some(_), true) => return unsupported("sentinel and cluster cannot be combined"),
+      (None, true) if options.replica_ack.is_some() => {
+        return unsupported("replicaAck is not supported on a cluster yet")
+      }
+      (None, true) => vec![Arc::new(Host::cluster(urls, &options)?)],
+      (Some(name), false) => vec![Arc::new(Host::through_sentinels(urls, name, &options)?)],
+      (None, false) => urls
         .iter()
         .map(|url| Host::connect_lazily(url, &options).map(Arc::new))
         .collect::<Result<Vec<_>>>()?,

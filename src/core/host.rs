@@ -6,7 +6,10 @@ use std::pin::Pin;
 use std::sync::RwLock;
 use std::time::Duration;
 
+use redis::aio::ConnectionLike;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
   Client, ConnectionAddr, ErrorKind as RedisKind, FromRedisValue, IntoConnectionInfo,
@@ -21,10 +24,10 @@ const SCHEMES: [&str; 4] = ["redis", "rediss", "unix", "redis+unix"];
 pub struct Host {
   /// How the host is named in errors: address only, never credentials.
   label: String,
-  /// The connection in use; `None` until a Sentinel named the master.
+  /// The connection in use; `None` until the first call made one (Sentinel, Cluster).
   link: RwLock<Option<Link>>,
-  /// Where the master comes from when it is found through Sentinel.
-  sentinel: Option<SentinelSource>,
+  /// Where the connection comes from.
+  source: Source,
   manager_config: ConnectionManagerConfig,
   /// Outer bound of one call: a connect attempt plus one command. redis-rs enforces the two
   /// parts itself; this bound makes "never hangs" independent of how it does so.
@@ -35,13 +38,64 @@ pub struct Host {
 
 #[derive(Clone)]
 struct Link {
+  /// A client for a node of this host, for the subscription connection of release messages.
   client: Client,
-  connection: ConnectionManager,
+  connection: Connection,
 }
 
-struct SentinelSource {
-  /// One lookup at a time; whoever waited for it finds the new link in place.
-  sentinels: tokio::sync::Mutex<SentinelClient>,
+enum Source {
+  /// A URL, connected to as it is.
+  Direct,
+  /// A master looked up through Sentinels; one lookup at a time, and whoever waited for it
+  /// finds the new link in place.
+  Sentinel(Box<tokio::sync::Mutex<SentinelClient>>),
+  /// A Redis Cluster, reached through its seed nodes; one connection attempt at a time.
+  Cluster(Box<ClusterSource>),
+}
+
+struct ClusterSource {
+  cluster: ClusterClient,
+  seed: Client,
+  connecting: tokio::sync::Mutex<()>,
+}
+
+/// One host's connection: a single server's, or a cluster's (which routes each command to the
+/// node that serves its key's slot, following MOVED and ASK).
+#[derive(Clone)]
+enum Connection {
+  Single(ConnectionManager),
+  Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+  fn req_packed_command<'a>(
+    &'a mut self,
+    command: &'a redis::Cmd,
+  ) -> redis::RedisFuture<'a, redis::Value> {
+    match self {
+      Connection::Single(connection) => connection.req_packed_command(command),
+      Connection::Cluster(connection) => connection.req_packed_command(command),
+    }
+  }
+
+  fn req_packed_commands<'a>(
+    &'a mut self,
+    pipeline: &'a redis::Pipeline,
+    offset: usize,
+    count: usize,
+  ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+    match self {
+      Connection::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+      Connection::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+    }
+  }
+
+  fn get_db(&self) -> i64 {
+    match self {
+      Connection::Single(connection) => connection.get_db(),
+      Connection::Cluster(connection) => connection.get_db(),
+    }
+  }
 }
 
 impl Host {
@@ -61,8 +115,11 @@ impl Host {
         .map_err(|e| invalid_url(url, &e.to_string()))?;
     Ok(Host::new(
       label,
-      Some(Link { client, connection }),
-      None,
+      Some(Link {
+        client,
+        connection: Connection::Single(connection),
+      }),
+      Source::Direct,
       manager_config,
       options,
     ))
@@ -89,13 +146,55 @@ impl Host {
     let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(settings);
     let sentinels = SentinelClient::build(infos, name, Some(node), SentinelServerType::Master)
       .map_err(|e| Error::invalid_argument(format!("the sentinel settings are unusable: {e}")))?;
-    let source = SentinelSource {
-      sentinels: tokio::sync::Mutex::new(sentinels),
-    };
+    let source = Source::Sentinel(Box::new(tokio::sync::Mutex::new(sentinels)));
     Ok(Host::new(
       format!("sentinel master '{name}'"),
       None,
-      Some(source),
+      source,
+      manager_config(options),
+      options,
+    ))
+  }
+
+  /// A Redis Cluster reached through `seed_urls`: every key goes to the node that serves its
+  /// slot, and a lock key's side keys share that slot.
+  pub fn cluster(seed_urls: &[String], options: &ClientOptions) -> Result<Host> {
+    if options.tls.is_some() {
+      return Err(Error::new(
+        ErrorKind::Unsupported,
+        "tls options are not supported together with cluster yet",
+      ));
+    }
+    let infos = seed_urls
+      .iter()
+      .map(|url| parse_url(url))
+      .collect::<Result<Vec<_>>>()?;
+    let mut builder = ClusterClient::builder(infos.clone())
+      .connection_timeout(options.connect_timeout)
+      .response_timeout(options.command_timeout)
+      .use_protocol(ProtocolVersion::RESP3);
+    if let Some(username) = &options.username {
+      builder = builder.username(username);
+    }
+    if let Some(password) = &options.password {
+      builder = builder.password(password.clone());
+    }
+    let cluster = builder
+      .build()
+      .map_err(|e| Error::invalid_argument(format!("the cluster settings are unusable: {e}")))?;
+    let seed_info = infos[0].clone();
+    let seed_settings = connection_settings(seed_info.redis_settings().clone(), options);
+    let seed = Client::open(seed_info.set_redis_settings(seed_settings))
+      .map_err(|e| invalid_url(&seed_urls[0], &e.to_string()))?;
+    let labels: Vec<String> = infos.iter().map(|info| label_of(info.addr())).collect();
+    Ok(Host::new(
+      format!("cluster ({})", labels.join(", ")),
+      None,
+      Source::Cluster(Box::new(ClusterSource {
+        cluster,
+        seed,
+        connecting: tokio::sync::Mutex::new(()),
+      })),
       manager_config(options),
       options,
     ))
@@ -104,14 +203,14 @@ impl Host {
   fn new(
     label: String,
     link: Option<Link>,
-    sentinel: Option<SentinelSource>,
+    source: Source,
     manager_config: ConnectionManagerConfig,
     options: &ClientOptions,
   ) -> Host {
     Host {
       label,
       link: RwLock::new(link),
-      sentinel,
+      source,
       manager_config,
       call_timeout: options.connect_timeout + options.command_timeout,
       command_timeout: options.command_timeout,
@@ -132,25 +231,63 @@ impl Host {
     self.link.read().expect("link lock").clone()
   }
 
-  async fn connection(&self) -> Result<ConnectionManager> {
+  async fn connection(&self) -> Result<Connection> {
     if let Some(link) = self.current() {
       return Ok(link.connection);
     }
-    self.find_master().await?;
+    match &self.source {
+      Source::Cluster(_) => self.connect_cluster().await?,
+      _ => self.find_master().await?,
+    }
     self.current().map(|link| link.connection).ok_or_else(|| {
       Error::new(
         ErrorKind::Connection,
-        format!("{}: no sentinel named a master", self.label),
+        format!("{}: no connection could be made", self.label),
       )
     })
   }
 
-  /// Asks the Sentinels for the current master and switches to it if it changed.
-  async fn find_master(&self) -> Result<()> {
-    let Some(source) = &self.sentinel else {
+  async fn connect_cluster(&self) -> Result<()> {
+    let Source::Cluster(source) = &self.source else {
       return Ok(());
     };
-    let mut sentinels = source.sentinels.lock().await;
+    let ClusterSource {
+      cluster,
+      seed,
+      connecting,
+    } = source.as_ref();
+    let _one_at_a_time = connecting.lock().await;
+    if self.current().is_some() {
+      return Ok(());
+    }
+    let connection =
+      match tokio::time::timeout(self.call_timeout, cluster.get_async_connection()).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(error)) => return Err(self.describe(&error)),
+        Err(_) => {
+          return Err(Error::new(
+            ErrorKind::Timeout,
+            format!(
+              "{}: no node answered within {} ms",
+              self.label,
+              self.call_timeout.as_millis()
+            ),
+          ))
+        }
+      };
+    *self.link.write().expect("link lock") = Some(Link {
+      client: seed.clone(),
+      connection: Connection::Cluster(connection),
+    });
+    Ok(())
+  }
+
+  /// Asks the Sentinels for the current master and switches to it if it changed.
+  async fn find_master(&self) -> Result<()> {
+    let Source::Sentinel(sentinels) = &self.source else {
+      return Ok(());
+    };
+    let mut sentinels = sentinels.lock().await;
     let asked = tokio::time::timeout(self.call_timeout, sentinels.async_get_client()).await;
     let client = match asked {
       Ok(Ok(client)) => client,
@@ -173,7 +310,10 @@ impl Host {
       let connection =
         ConnectionManager::new_lazy_with_config(client.clone(), self.manager_config.clone())
           .map_err(|e| self.describe(&e))?;
-      *self.link.write().expect("link lock") = Some(Link { client, connection });
+      *self.link.write().expect("link lock") = Some(Link {
+        client,
+        connection: Connection::Single(connection),
+      });
     }
     Ok(())
   }
@@ -185,7 +325,7 @@ impl Host {
       || ["READONLY", "MASTERDOWN", "LOADING"]
         .iter()
         .any(|code| error.message().contains(code));
-    if self.sentinel.is_some() && moved {
+    if matches!(self.source, Source::Sentinel(_)) && moved {
       let _ = self.find_master().await;
     }
   }
@@ -246,7 +386,7 @@ impl Host {
         ),
       ),
     };
-    if self.sentinel.is_some() {
+    if matches!(self.source, Source::Sentinel(_)) {
       Box::pin(self.follow_failover(&failure)).await;
     }
     Err(failure)

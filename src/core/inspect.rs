@@ -56,6 +56,12 @@ impl Client {
   /// Lock keys matching `pattern` (Redis glob syntax), found with SCAN on every host, without
   /// relock's side keys; at most `limit` of them.
   pub async fn list(&self, pattern: &str, limit: usize) -> Result<Vec<String>> {
+    if self.options().cluster {
+      return Err(Error::new(
+        ErrorKind::Unsupported,
+        "listing locks is not supported on a cluster yet",
+      ));
+    }
     let mut found = std::collections::BTreeSet::new();
     for host in self.hosts() {
       let mut cursor = 0u64;

@@ -23,6 +23,8 @@ pub struct ClientOptions {
   pub replica_ack: Option<ReplicaAck>,
   /// The master name to look up through Sentinel; the URLs are then the Sentinels' addresses.
   pub sentinel: Option<String>,
+  /// The URLs are seed nodes of one Redis Cluster.
+  pub cluster: bool,
   /// Told of problems that do not fail a call (a replica shortfall under the `warn` policy).
   pub on_notice: Option<NoticeCallback>,
 }
@@ -86,6 +88,7 @@ impl std::fmt::Debug for ClientOptions {
       .field("tls", &self.tls)
       .field("replica_ack", &self.replica_ack)
       .field("sentinel", &self.sentinel)
+      .field("cluster", &self.cluster)
       .finish()
   }
 }
@@ -102,6 +105,7 @@ impl Default for ClientOptions {
       tls: None,
       replica_ack: None,
       sentinel: None,
+      cluster: false,
       on_notice: None,
     }
   }
