@@ -231,15 +231,28 @@ impl Host {
     self.link.read().expect("link lock").clone()
   }
 
+  /// The connection to send on, without cloning the rest of the link (this is every call's
+  /// path).
+  fn current_connection(&self) -> Option<Connection> {
+    self
+      .link
+      .read()
+      .expect("link lock")
+      .as_ref()
+      .map(|link| link.connection.clone())
+  }
+
   async fn connection(&self) -> Result<Connection> {
-    if let Some(link) = self.current() {
-      return Ok(link.connection);
+    if let Some(connection) = self.current_connection() {
+      return Ok(connection);
     }
+    // Boxed: the Sentinel lookup and the cluster connection are large futures, and every call
+    // awaits this function.
     match &self.source {
-      Source::Cluster(_) => self.connect_cluster().await?,
-      _ => self.find_master().await?,
+      Source::Cluster(_) => Box::pin(self.connect_cluster()).await?,
+      _ => Box::pin(self.find_master()).await?,
     }
-    self.current().map(|link| link.connection).ok_or_else(|| {
+    self.current_connection().ok_or_else(|| {
       Error::new(
         ErrorKind::Connection,
         format!("{}: no connection could be made", self.label),
