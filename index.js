@@ -39,10 +39,12 @@ function describe(value) {
 
 function expectString(name, value) {
   if (typeof value !== 'string') throw invalid(`${name} must be a string, got ${describe(value)}`)
+  return value
 }
 
 function expectNumber(name, value) {
   if (typeof value !== 'number') throw invalid(`${name} must be a number of milliseconds, got ${describe(value)}`)
+  return value
 }
 
 function expectOptions(name, value, fields) {
@@ -265,13 +267,14 @@ class Redlock extends EventEmitter {
 
   // Starts a native call whose result comes back through #settleCompleted, in a batch with the
   // other results that finished meanwhile.
+  // `args()` checks and returns the arguments: bad ones reject the promise, like native failures.
   // `started` receives what the native method returned (the cancel handle of an acquire).
   #start(method, args, started) {
     return new Promise((resolve, reject) => {
       const id = (this.#nextCallId = (this.#nextCallId + 1) >>> 0)
       let handle
       try {
-        handle = this.#native[method](id, ...args)
+        handle = this.#native[method](id, ...args())
       } catch (error) {
         reject(toRelockError(error))
         return
@@ -306,44 +309,19 @@ class Redlock extends EventEmitter {
   }
 
   lock(key, ttl, options) {
-    try {
-      expectString('key', key)
-      expectNumber('ttl', ttl)
-      return this.#start('lock', [key, ttl, expectOptions('options', options, LOCK_OPTIONS)])
-    } catch (error) {
-      return Promise.reject(error)
-    }
+    return this.#start('lock', () => [expectString('key', key), expectNumber('ttl', ttl), expectOptions('options', options, LOCK_OPTIONS)])
   }
 
   lockWithValidity(key, ttl, options) {
-    try {
-      expectString('key', key)
-      expectNumber('ttl', ttl)
-      return this.#start('lockWithValidity', [key, ttl, expectOptions('options', options, LOCK_OPTIONS)])
-    } catch (error) {
-      return Promise.reject(error)
-    }
+    return this.#start('lockWithValidity', () => [expectString('key', key), expectNumber('ttl', ttl), expectOptions('options', options, LOCK_OPTIONS)])
   }
 
   extend(key, token, ttl) {
-    try {
-      expectString('key', key)
-      expectString('token', token)
-      expectNumber('ttl', ttl)
-      return this.#start('extend', [key, token, ttl])
-    } catch (error) {
-      return Promise.reject(error)
-    }
+    return this.#start('extend', () => [expectString('key', key), expectString('token', token), expectNumber('ttl', ttl)])
   }
 
   unlock(key, token) {
-    try {
-      expectString('key', key)
-      expectString('token', token)
-      return this.#start('unlock', [key, token])
-    } catch (error) {
-      return Promise.reject(error)
-    }
+    return this.#start('unlock', () => [expectString('key', key), expectString('token', token)])
   }
 
   /**
@@ -384,11 +362,11 @@ class Redlock extends EventEmitter {
       const cancel = () => request?.cancel()
       signal?.addEventListener('abort', cancel, { once: true })
       try {
-        const native = await this.#start('acquire', [key, config, onLostNative], (handle) => { request = handle })
+        const native = await this.#start('acquire', () => [key, config, onLostNative], (handle) => { request = handle })
         const holds = this.#holds
         hold = new Hold(native, this.#notify, () => {
           holds.delete(hold)
-          return this.#start('release', [native])
+          return this.#start('release', () => [native])
         })
         holds.add(hold)
         this.#notify('acquired', { key, fence: native.fence, waitedMs: performance.now() - waitStarted })

@@ -4,51 +4,15 @@
 //!
 //!   cargo run --release --example core_bench [-- --seconds 2]
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use relock::core::{Client, ClientOptions, RetryPolicy};
 
-struct Server(std::process::Child);
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-impl Drop for Server {
-  fn drop(&mut self) {
-    let _ = self.0.kill();
-    let _ = self.0.wait();
-  }
-}
-
-fn start_redis() -> (Server, String) {
-  let port = TcpListener::bind("127.0.0.1:0")
-    .unwrap()
-    .local_addr()
-    .unwrap()
-    .port();
-  let child = Command::new("redis-server")
-    .args([
-      "--port",
-      &port.to_string(),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-    ])
-    .stdout(Stdio::null())
-    .spawn()
-    .expect("redis-server is not on PATH");
-  let url = format!("redis://127.0.0.1:{port}");
-  for _ in 0..500 {
-    if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-      break;
-    }
-    std::thread::sleep(Duration::from_millis(10));
-  }
-  (Server(child), url)
-}
+use support::RedisServer;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
   sorted[((sorted.len() as f64 - 1.0) * p) as usize]
@@ -113,8 +77,8 @@ fn main() {
     .unwrap();
   runtime.block_on(async {
     for hosts in [1, 3, 5] {
-      let servers: Vec<_> = (0..hosts).map(|_| start_redis()).collect();
-      let urls: Vec<String> = servers.iter().map(|(_, url)| url.clone()).collect();
+      let servers: Vec<RedisServer> = (0..hosts).map(|_| RedisServer::start()).collect();
+      let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
       let client = Arc::new(Client::new(&urls, ClientOptions::default()).unwrap());
       let (rate, p50, p99) = sequential(&client, seconds).await;
       println!(

@@ -7,6 +7,9 @@
 mod completions;
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -380,7 +383,14 @@ impl NativeClient {
     self.completions.started(env);
     let completions = self.completions.clone();
     napi::bindgen_prelude::spawn(async move {
-      let outcome = call.await.unwrap_or_else(Outcome::Failed);
+      // A panic must still settle the promise, or the call would hang and keep the loop alive.
+      let outcome = match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(result) => result.unwrap_or_else(Outcome::Failed),
+        Err(_) => Outcome::Failed(core::Error::new(
+          core::ErrorKind::Internal,
+          "the call failed unexpectedly",
+        )),
+      };
       completions.finish(id, outcome);
     });
   }

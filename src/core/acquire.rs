@@ -145,28 +145,36 @@ impl Stop<'_> {
       return Err(Error::closed());
     }
     if self.cancel.is_cancelled() {
-      return Err(Error::new(
-        ErrorKind::Aborted,
-        format!("the wait for '{}' was aborted", self.key),
-      ));
+      return Err(self.aborted());
     }
     if self
       .deadline
       .is_some_and(|deadline| Instant::now() >= deadline)
     {
-      let waited = self.started.elapsed().as_millis();
-      let cause = last_failure
-        .map(|e| format!("; last failure: {e}"))
-        .unwrap_or_default();
-      return Err(Error::new(
-        ErrorKind::WaitTimeout,
-        format!(
-          "'{}' was not acquired within the wait timeout ({waited} ms){cause}",
-          self.key
-        ),
-      ));
+      return Err(self.timed_out(last_failure));
     }
     Ok(())
+  }
+
+  fn aborted(&self) -> Error {
+    Error::new(
+      ErrorKind::Aborted,
+      format!("the wait for '{}' was aborted", self.key),
+    )
+  }
+
+  fn timed_out(&self, last_failure: Option<&Error>) -> Error {
+    let waited = self.started.elapsed().as_millis();
+    let cause = last_failure
+      .map(|e| format!("; last failure: {e}"))
+      .unwrap_or_default();
+    Error::new(
+      ErrorKind::WaitTimeout,
+      format!(
+        "'{}' was not acquired within the wait timeout ({waited} ms){cause}",
+        self.key
+      ),
+    )
   }
 
   /// Waits for `wake` until a stop reason or the deadline comes.
@@ -176,18 +184,14 @@ impl Stop<'_> {
     last_failure: Option<&Error>,
   ) -> Result<T> {
     let deadline = self.deadline.map(tokio::time::Instant::from);
-    let result = tokio::select! {
+    tokio::select! {
       biased;
-      _ = self.closed.cancelled() => None,
-      _ = self.cancel.cancelled() => None,
-      _ = async { match deadline { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => None,
-      value = wake => Some(value),
-    };
-    match result {
-      Some(value) => Ok(value),
-      None => self
-        .check(last_failure)
-        .map(|()| unreachable!("a stop reason fired")),
+      _ = self.closed.cancelled() => Err(Error::closed()),
+      _ = self.cancel.cancelled() => Err(self.aborted()),
+      _ = async { match deadline { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
+        Err(self.timed_out(last_failure))
+      }
+      value = wake => Ok(value),
     }
   }
 }

@@ -35,6 +35,8 @@ pub enum ErrorKind {
   Aborted,
   /// Fewer replicas than asked acknowledged a new lock (`replicaAck` with policy `fail`).
   Replication,
+  /// A failure relock did not expect.
+  Internal,
 }
 
 impl ErrorKind {
@@ -54,6 +56,7 @@ impl ErrorKind {
       ErrorKind::Unsupported => "ERR_RELOCK_UNSUPPORTED",
       ErrorKind::Aborted => "ABORT_ERR",
       ErrorKind::Replication => "ERR_RELOCK_REPLICATION",
+      ErrorKind::Internal => "ERR_RELOCK_INTERNAL",
     }
   }
 }
