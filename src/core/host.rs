@@ -11,6 +11,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
 use redis::{
   Client, ConnectionAddr, ErrorKind as RedisKind, FromRedisValue, IntoConnectionInfo,
   ProtocolVersion, RedisError, Script, ServerErrorKind, ToRedisArgs,
@@ -107,7 +108,9 @@ impl Host {
     let info = parse_url(url)?;
     let label = label_of(info.addr());
     let settings = connection_settings(info.redis_settings().clone(), options);
-    let info = info.set_redis_settings(settings);
+    let info = info
+      .set_redis_settings(settings)
+      .set_tcp_settings(tcp_settings());
     let client = open_client(info, options, &label)?;
     let manager_config = manager_config(options);
     let connection =
@@ -140,10 +143,12 @@ impl Host {
     }
     let infos = sentinel_urls
       .iter()
-      .map(|url| parse_url(url))
+      .map(|url| parse_url(url).map(|info| info.set_tcp_settings(tcp_settings())))
       .collect::<Result<Vec<_>>>()?;
     let settings = connection_settings(redis::RedisConnectionInfo::default(), options);
-    let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(settings);
+    let node = SentinelNodeConnectionInfo::default()
+      .set_redis_connection_info(settings)
+      .set_tcp_settings(tcp_settings());
     let sentinels = SentinelClient::build(infos, name, Some(node), SentinelServerType::Master)
       .map_err(|e| Error::invalid_argument(format!("the sentinel settings are unusable: {e}")))?;
     let source = Source::Sentinel(Box::new(tokio::sync::Mutex::new(sentinels)));
@@ -167,9 +172,10 @@ impl Host {
     }
     let infos = seed_urls
       .iter()
-      .map(|url| parse_url(url))
+      .map(|url| parse_url(url).map(|info| info.set_tcp_settings(tcp_settings())))
       .collect::<Result<Vec<_>>>()?;
     let mut builder = ClusterClient::builder(infos.clone())
+      .tcp_settings(tcp_settings())
       .connection_timeout(options.connect_timeout)
       .response_timeout(options.command_timeout)
       .use_protocol(ProtocolVersion::RESP3);
@@ -449,6 +455,20 @@ fn connection_settings(
     settings = settings.set_password(password);
   }
   settings
+}
+
+/// Every connection relock opens sends each request at once: with Nagle's algorithm on (the
+/// socket default), a request written while another is unanswered waits for the ACK that rides
+/// on the reply, so two calls in flight cost two round trips each. Keepalive probes notice a
+/// peer that vanished without closing (a host powered off, a dropped NAT entry).
+fn tcp_settings() -> TcpSettings {
+  TcpSettings::default()
+    .set_nodelay(true)
+    .set_keepalive(
+      TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10)),
+    )
 }
 
 fn manager_config(options: &ClientOptions) -> ConnectionManagerConfig {
