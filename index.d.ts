@@ -159,6 +159,11 @@ export interface LockInfo {
   fence: number | null
   /** Fair waiters in queue order. */
   waiters: Array<{ token: string; expiresIn: number | null; ttl: number | null }>
+  /**
+   * True when the key holds something other than a relock lock (application data, or another
+   * client's lock): `holder` is then null, and `forceRelease` refuses the key.
+   */
+  foreign: boolean
 }
 
 /** The events a client emits, with what each carries. */
@@ -205,7 +210,11 @@ export declare class Redlock extends EventEmitter {
   inspect(key: string): Promise<LockInfo[]>
   /** Lock keys matching a glob pattern, found with SCAN (never KEYS); at most `limit` (default and cap 10000). */
   list(pattern: string, options?: { limit?: number }): Promise<string[]>
-  /** Releases `key` whoever holds it, as its holder would (a fair waiter next in line gets it). For operators. */
+  /**
+   * Releases `key` whoever holds it, as its holder would (a fair waiter next in line gets it). For
+   * operators. Rejects with ERR_RELOCK_INVALID_ARGUMENT, touching nothing, when the key holds
+   * anything but a relock lock.
+   */
   forceRelease(key: string): Promise<boolean>
   on<E extends keyof RedlockEvents>(event: E, listener: (...args: RedlockEvents[E]) => void): this
   once<E extends keyof RedlockEvents>(event: E, listener: (...args: RedlockEvents[E]) => void): this

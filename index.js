@@ -96,15 +96,40 @@ function abortError(signal) {
 const heldInChain = new AsyncLocalStorage()
 
 // One native lock shared by the re-entrant handles of one async call chain; released when the
-// last handle is.
+// last handle is, or when the outermost `using` that took it ends, whatever handles are left.
 class Hold {
   constructor(native, notify, release) {
     this.native = native
     this.notify = notify
     this.release = release
     this.count = 1
+    // 'held', then 'releasing' once its release began, then 'ended'.
+    this.state = 'held'
     this.controller = new AbortController()
     this.acquiredAt = performance.now()
+  }
+
+  // Releases the native lock once, however many handles still count on it.
+  async end() {
+    if (this.state !== 'held') return false
+    this.state = 'releasing'
+    try {
+      const released = await this.release()
+      if (released) this.notify('released', { key: this.native.key, fence: this.native.fence, heldMs: performance.now() - this.acquiredAt })
+      return released
+    } finally {
+      this.state = 'ended'
+    }
+  }
+
+  // Why this hold cannot be re-entered, or null if it can.
+  refusal(key) {
+    if (this.state !== 'held') {
+      return new RelockError('ERR_RELOCK_LOCK_LOST', `'${key}' cannot be re-entered: the enclosing using ${this.state === 'releasing' ? 'is releasing it' : 'has released it'}`)
+    }
+    const lost = this.native.lostReason
+    if (lost) return toRelockError(new Error(lost))
+    return null
   }
 }
 
@@ -143,18 +168,18 @@ class Lock {
 
   /** True while held and within its lease; answered from native state, no round trip. */
   isValid() {
-    return !this.#released && this.#hold.native.isValid()
+    return !this.#released && this.#hold.state === 'held' && this.#hold.native.isValid()
   }
 
   /** Milliseconds left on the lease (0 once released or lost). */
   remainingMs() {
-    return this.#released ? 0 : this.#hold.native.remainingMs()
+    return this.isValid() ? this.#hold.native.remainingMs() : 0
   }
 
   extend(ttl) {
     return call(async () => {
       expectNumber('ttl', ttl)
-      if (this.#released) throw new RelockError('ERR_RELOCK_LOCK_LOST', `the lock on '${this.key}' was already released`)
+      if (this.#released || this.#hold.state !== 'held') throw new RelockError('ERR_RELOCK_LOCK_LOST', `the lock on '${this.key}' was already released`)
       await this.#hold.native.extend(ttl)
       this.#hold.notify('extended', { key: this.key, fence: this.fence, ttl })
     })
@@ -170,10 +195,14 @@ class Lock {
       if (this.#released) return false
       this.#released = true
       const hold = this.#hold
-      if (--hold.count > 0) return true
-      const released = await hold.release()
-      if (released) hold.notify('released', { key: this.key, fence: this.fence, heldMs: performance.now() - hold.acquiredAt })
-      return released
+      if (hold.state !== 'held') return false // its using scope released it
+      if (--hold.count > 0) {
+        // Another handle still counts on the lock: it stays held, unless it was lost meanwhile.
+        const lost = hold.native.lostReason
+        if (lost) throw toRelockError(new Error(lost))
+        return true
+      }
+      return hold.end()
     })
   }
 
@@ -333,9 +362,10 @@ class Redlock extends EventEmitter {
       expectString('key', key)
       const { signal, onLost, ...config } = expectOptions('options', options, ACQUIRE_OPTIONS) ?? {}
       if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('options.signal must be an AbortSignal')
-      const chain = heldInChain.getStore()?.get(this)
-      const reentered = chain?.get(key)
-      if (reentered && reentered.native.isValid()) {
+      const reentered = heldInChain.getStore()?.get(this)?.get(key)
+      if (reentered) {
+        const refusal = reentered.refusal(key)
+        if (refusal) throw refusal
         reentered.count++
         return new Lock(reentered)
       }
@@ -387,24 +417,30 @@ class Redlock extends EventEmitter {
   /**
    * Runs `fn(lock)` while holding `key`, and releases it afterwards. A nested `using` or
    * `acquire` of the same key inside `fn` (in the same async call chain) re-enters at once.
+   * The outermost `using` of a key ends its hold when `fn` settles, whatever handles `fn` left
+   * unreleased; a nested one gives its share back, and rejects if the lock was lost.
    */
   async using(key, options, fn) {
     if (typeof options === 'function') [options, fn] = [undefined, options]
     if (typeof fn !== 'function') throw invalid(`fn must be a function, got ${describe(fn)}`)
-    const lock = await this.acquire(key, options)
     const outer = heldInChain.getStore()
+    const outermost = !outer?.get(this)?.has(key)
+    const lock = await this.acquire(key, options)
+    const hold = lockHold(lock)
     const chain = new Map(outer)
     const forThisClient = new Map(outer?.get(this))
-    forThisClient.set(key, lockHold(lock))
+    forThisClient.set(key, hold)
     chain.set(this, forThisClient)
+    // A lost lock makes the native release reject with its reason.
+    const finish = outermost ? () => call(() => hold.end()) : () => lock.release()
     let result
     try {
       result = await heldInChain.run(chain, () => fn(lock))
     } catch (error) {
-      await lock.release().catch(() => {})
+      await finish().catch(() => {})
       throw error
     }
-    await lock.release()
+    await finish()
     return result
   }
 

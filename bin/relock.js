@@ -44,11 +44,12 @@ function table(rows, columns) {
 }
 
 const ms = (value) => (value === null || value === undefined ? '-' : `${value} ms`)
+const holderOf = (state) => state.holder ?? (state.foreign ? '(not a relock lock)' : '(free)')
 
 async function inspect(locks, key, json) {
   const states = await locks.inspect(key)
   if (json) return JSON.stringify(states, null, 2)
-  const hosts = table(states.map((s) => ({ host: s.host, holder: s.holder ?? '(free)', ttl: ms(s.ttl), fence: s.fence ?? '-', waiting: s.waiters.length })), ['host', 'holder', 'ttl', 'fence', 'waiting'])
+  const hosts = table(states.map((s) => ({ host: s.host, holder: holderOf(s), ttl: ms(s.ttl), fence: s.fence ?? '-', waiting: s.waiters.length })), ['host', 'holder', 'ttl', 'fence', 'waiting'])
   const queue = states.flatMap((s) => s.waiters.map((w, position) => ({ host: s.host, position: position + 1, token: w.token, 'asks for': ms(w.ttl), 'dropped in': ms(w.expiresIn) })))
   return queue.length ? `${hosts}\n\nfair queue:\n${table(queue, ['host', 'position', 'token', 'asks for', 'dropped in'])}` : hosts
 }
@@ -58,7 +59,7 @@ async function list(locks, pattern, limit, json) {
   const rows = []
   for (const key of keys) {
     const [state] = await locks.inspect(key)
-    rows.push({ key, holder: state.holder ?? '(free)', ttl: ms(state.ttl), fence: state.fence ?? '-', waiting: state.waiters.length })
+    rows.push({ key, holder: holderOf(state), ttl: ms(state.ttl), fence: state.fence ?? '-', waiting: state.waiters.length })
   }
   if (json) return JSON.stringify(rows, null, 2)
   return rows.length ? table(rows, ['key', 'holder', 'ttl', 'fence', 'waiting']) : `no keys match ${pattern}`

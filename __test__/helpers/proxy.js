@@ -1,8 +1,10 @@
 'use strict'
 
 // A TCP proxy on a free loopback port in front of one Redis server, for injecting network
-// faults: delay each chunk (per direction), blackhole a direction (bytes are swallowed, the
-// connection stays open, as behind a dead link), or reset every connection.
+// faults: delay each chunk (per direction), stall a direction (bytes are held back while the
+// connection stays open, as behind a dead link that TCP keeps retransmitting over), or reset
+// every connection. Bytes are never dropped from a live connection: TCP does not do that, and a
+// client that lost a request silently could not tell which reply belongs to which request.
 
 const net = require('node:net')
 
@@ -11,7 +13,10 @@ class Proxy {
   #pairs = new Set()
   // Per direction: 'up' is client → Redis, 'down' is Redis → client.
   #delayMs = { up: 0, down: 0 }
-  #blackholed = { up: false, down: false }
+  #stalled = { up: false, down: false }
+  // Chunks still to pass before a direction stalls by itself (see stallAfter).
+  #stallAfterChunks = { up: Infinity, down: Infinity }
+  #flushers = new Set()
 
   constructor(targetPort) {
     this.targetPort = targetPort
@@ -37,15 +42,22 @@ class Proxy {
     for (const side of sides(direction)) this.#delayMs[side] = ms
   }
 
-  /** Swallows every byte in the given direction until `heal()`; connections stay open. */
-  blackhole(direction = 'both') {
-    for (const side of sides(direction)) this.#blackholed[side] = true
+  /** Holds back every byte in the given direction until `heal()`; connections stay open. */
+  stall(direction = 'both') {
+    for (const side of sides(direction)) this.#stalled[side] = true
   }
 
-  /** Ends delays and blackholes (bytes swallowed meanwhile stay lost). */
+  /** Lets `chunks` more chunks through in the given direction, then stalls it. */
+  stallAfter(chunks, direction = 'up') {
+    for (const side of sides(direction)) this.#stallAfterChunks[side] = chunks
+  }
+
+  /** Ends delays and stalls; the bytes held back go on, in order. */
   heal() {
     this.#delayMs = { up: 0, down: 0 }
-    this.#blackholed = { up: false, down: false }
+    this.#stalled = { up: false, down: false }
+    this.#stallAfterChunks = { up: Infinity, down: Infinity }
+    for (const flush of this.#flushers) flush()
   }
 
   /** Resets every open connection (RST to both ends); new connections are accepted. */
@@ -90,29 +102,29 @@ class Proxy {
     this.#pipe(upstream, client, 'down')
   }
 
-  // Chunks keep their order: each is sent when its own delay is over and all earlier ones went.
+  // Chunks keep their order: each goes when its own delay is over, all earlier ones went, and
+  // its direction is not stalled.
   #pipe(from, to, side) {
-    let last = Promise.resolve()
-    from.on('data', (chunk) => {
-      if (this.#blackholed[side]) return
-      const delay = this.#delayMs[side]
-      if (delay === 0 && this.#idle(side)) {
-        to.write(chunk)
-        return
+    const queue = []
+    const flush = () => {
+      while (queue.length > 0 && queue[0].ready && !this.#stalled[side]) {
+        if (!to.destroyed) to.write(queue.shift().chunk)
+        else queue.shift()
       }
-      this.#pending[side]++
-      const due = new Promise((resolve) => setTimeout(resolve, delay))
-      last = Promise.all([last, due]).then(() => {
-        this.#pending[side]--
-        if (!to.destroyed && !this.#blackholed[side]) to.write(chunk)
-      })
+    }
+    this.#flushers.add(flush)
+    from.once('close', () => this.#flushers.delete(flush))
+    from.on('data', (chunk) => {
+      if (this.#stallAfterChunks[side] !== Infinity && this.#stallAfterChunks[side]-- <= 0) this.#stalled[side] = true
+      const delay = this.#delayMs[side]
+      const entry = { chunk, ready: delay === 0 }
+      queue.push(entry)
+      if (entry.ready) return flush()
+      setTimeout(() => {
+        entry.ready = true
+        flush()
+      }, delay)
     })
-  }
-
-  #pending = { up: 0, down: 0 }
-
-  #idle(side) {
-    return this.#pending[side] === 0
   }
 }
 

@@ -518,6 +518,9 @@ pub struct LockInfo {
   pub fence: Option<f64>,
   /// Fair waiters in queue order.
   pub waiters: Vec<WaiterInfo>,
+  /// True when the key holds something other than a relock lock (application data, another
+  /// client's lock); `holder` is then null and `forceRelease` refuses the key.
+  pub foreign: bool,
 }
 
 #[napi(object)]
@@ -545,6 +548,7 @@ impl From<core::LockState> for LockInfo {
           ttl: waiter.ttl_ms.map(|ms| ms as f64),
         })
         .collect(),
+      foreign: state.foreign,
     }
   }
 }

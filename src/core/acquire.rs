@@ -5,22 +5,23 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{oneshot, OwnedMutexGuard};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::client::{new_token, Client};
+use crate::core::client::{new_token, Client, Undo};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::held::{Grant, HeldLock, LostCallback};
+use crate::core::host::ToRedisArgsRef;
 use crate::core::notify::Subscription;
 use crate::core::quorum::{self, Vote};
-use crate::core::scripts::{LockKeys, ACQUIRE, ACQUIRE_FAIR, FENCE_RETENTION_MS, RAISE_FENCE};
+use crate::core::scripts::{LockKeys, Wake, ACQUIRE, ACQUIRE_FAIR, RAISE_FENCE};
 use crate::core::stats::Event;
 use crate::core::validate;
 
-/// A fair waiter that has not refreshed its place for this long is dropped from the queue, by
-/// Redis's clock. Waiters refresh three times per period.
-pub const FAIR_LIVENESS: Duration = Duration::from_millis(3000);
+pub use crate::core::scripts::FAIR_LIVENESS;
 /// Re-check interval when the holder's remaining ttl is unknown (a key without expiry, say).
 const UNKNOWN_TTL_RECHECK: Duration = Duration::from_millis(1000);
 
@@ -33,6 +34,17 @@ pub struct AcquireOptions {
   pub fair: bool,
   pub watchdog: bool,
   pub max_hold: Option<Duration>,
+}
+
+impl AcquireOptions {
+  /// The lease a lock is taken with: its ttl, but never longer than `max_hold`, so that the
+  /// lock cannot outlive its cap in Redis.
+  fn lease_ms(&self) -> u64 {
+    match self.max_hold {
+      Some(hold) => self.ttl_ms.min((hold.as_millis() as u64).max(1)),
+      None => self.ttl_ms,
+    }
+  }
 }
 
 /// Waiters for the same key in one process line up here, so that only the first of them
@@ -202,6 +214,13 @@ enum Try {
   Busy(Duration),
 }
 
+/// What a wait that ended without the lock may have left in Redis: an attempt still in flight,
+/// whose answer was not awaited. (A failed attempt's own undo removes what it may have taken.)
+#[derive(Default)]
+struct Leftovers {
+  attempt: Option<JoinHandle<(Result<Try>, Undo)>>,
+}
+
 impl Client {
   /// Waits until `key` is acquired for this caller, then hands it to a guardian task that
   /// renews it (with the watchdog on) and reports its loss through `on_lost`.
@@ -251,21 +270,28 @@ impl Client {
       };
       let keys = LockKeys::new(&key);
       let token = new_token();
+      let mut leftovers = Leftovers::default();
       let outcome = match place {
         Some(place) => {
           client
             .wait_fairly(&keys, &token, &options, &stop, place)
             .await
         }
-        None => client.wait_in_line(&keys, &token, &options, &stop).await,
+        None => {
+          client
+            .wait_in_line(&keys, &token, &options, &stop, &mut leftovers)
+            .await
+        }
       };
       client.count(&outcome, |_| Some(Event::Acquired));
       match outcome {
-        Ok(grant) => Ok(HeldLock::start(client.clone(), grant, started, on_lost)),
+        Ok(grant) => Ok(HeldLock::start(client.clone(), grant, on_lost)),
         Err(error) => {
-          if options.fair {
-            // Leave the queue, and pass the lock on if a release handed it to us meanwhile.
-            let _ = client.release_on_quorum(&key, &token).await;
+          if options.fair || leftovers.attempt.is_some() {
+            // Leave the fair queue (and pass the lock on if a release handed it to us
+            // meanwhile), or remove what an unanswered attempt may have taken. In the
+            // background: a stalled host must not hold up the error.
+            client.clone().clean_up_after_wait(keys, token, leftovers);
           }
           Err(error)
         }
@@ -273,12 +299,25 @@ impl Client {
     }
   }
 
+  fn clean_up_after_wait(self: Arc<Self>, keys: LockKeys, token: String, leftovers: Leftovers) {
+    let client = self.clone();
+    self.track(async move {
+      if let Some(attempt) = leftovers.attempt {
+        if let Ok((_, undo)) = attempt.await {
+          undo.finished().await;
+        }
+      }
+      let _ = client.release_on_quorum(&keys.lock, &token).await;
+    });
+  }
+
   async fn wait_in_line(
-    &self,
+    self: &Arc<Self>,
     keys: &LockKeys,
     token: &str,
     options: &AcquireOptions,
     stop: &Stop<'_>,
+    leftovers: &mut Leftovers,
   ) -> Result<Grant> {
     let gate = self.gates().gate(&keys.lock);
     let mut turn = Turn {
@@ -294,10 +333,32 @@ impl Client {
     let mut last_failure = None;
     loop {
       stop.check(last_failure.as_ref())?;
-      let recheck = match self.try_acquire(keys, token, options).await {
+      // The attempt runs as its own task, so that an abort or the end of the wait does not have
+      // to wait for a stalled host; whatever it leaves is cleaned up after the wait.
+      let client = self.clone();
+      let (attempt_keys, attempt_token, attempt_options) =
+        (keys.clone(), token.to_owned(), options.clone());
+      let attempt = leftovers.attempt.insert(tokio::spawn(async move {
+        client
+          .try_acquire(&attempt_keys, &attempt_token, &attempt_options)
+          .await
+      }));
+      let (tried, undo) = match stop.until(attempt, last_failure.as_ref()).await? {
+        Ok(answer) => answer,
+        Err(panicked) => (
+          Err(Error::new(
+            ErrorKind::Internal,
+            format!("an attempt on '{}' failed: {panicked}", keys.lock),
+          )),
+          Undo::none(),
+        ),
+      };
+      leftovers.attempt = None;
+      let recheck = match tried {
         Ok(Try::Taken(grant)) => return Ok(grant),
         Ok(Try::Busy(_)) if subscription.is_none() => {
-          subscription = Some(self.notifications().subscribe(&keys.channel).await);
+          stop.until(undo.finished(), last_failure.as_ref()).await?;
+          subscription = Some(self.subscribe_within_bound(&keys.channel, stop).await?);
           continue;
         }
         Ok(Try::Busy(recheck)) => recheck,
@@ -307,13 +368,28 @@ impl Client {
         }
         Err(error) => return Err(error),
       };
+      // The undo of this attempt releases our token: it must be done before the next attempt,
+      // which uses the same token, can take anything.
       stop
         .until(
-          released_or(subscription.as_mut(), recheck, token),
+          async {
+            undo.finished().await;
+            released_or(subscription.as_mut(), recheck, token).await
+          },
           last_failure.as_ref(),
         )
         .await?;
     }
+  }
+
+  /// Subscribes to release messages, waiting at most `commandTimeout` for the hosts to
+  /// confirm: a stalled host must not delay the wait, and its messages are only a shortcut
+  /// (waiters re-check on a timer as well).
+  async fn subscribe_within_bound(&self, channel: &str, stop: &Stop<'_>) -> Result<Subscription> {
+    let bound = self.options().command_timeout;
+    stop
+      .until(self.notifications().subscribe(channel, bound), None)
+      .await
   }
 
   /// One attempt over all hosts with the fencing script.
@@ -322,9 +398,9 @@ impl Client {
     keys: &LockKeys,
     token: &str,
     options: &AcquireOptions,
-  ) -> Result<Try> {
+  ) -> (Result<Try>, Undo) {
     let started = Instant::now();
-    let ttl_ms = options.ttl_ms;
+    let lease_ms = options.lease_ms();
     let (lock, fence): (Arc<str>, Arc<str>) = (
       Arc::from(keys.lock.as_str()),
       Arc::from(keys.fence.as_str()),
@@ -334,11 +410,7 @@ impl Client {
       let (lock, fence, token) = (lock.clone(), fence.clone(), shared_token.clone());
       async move {
         match host
-          .eval::<Vec<i64>>(
-            &ACQUIRE,
-            &[&lock, &fence],
-            &[&&*token, &ttl_ms, &FENCE_RETENTION_MS],
-          )
+          .eval::<Vec<i64>>(&ACQUIRE, &[&lock, &fence], &[&&*token, &lease_ms])
           .await
         {
           Ok(reply) if reply.first() == Some(&1) => Vote::Yes(reply.get(1).copied().unwrap_or(0)),
@@ -350,46 +422,79 @@ impl Client {
     .await;
     let fences: Vec<(usize, i64)> = tally.yes.clone();
     let holder_ttl = tally.holder_ttl_ms;
-    match self
-      .settle(&keys.lock, token, ttl_ms, started, tally)
-      .await?
-    {
-      Some(lease) => {
-        let fence = self.agree_on_fence(keys, &fences).await;
+    let (settled, undo) = self
+      .settle(&keys.lock, token, lease_ms, started, tally)
+      .await;
+    let lease = match settled {
+      Ok(Some(lease)) => lease,
+      Ok(None) => return (Ok(Try::Busy(recheck_after(holder_ttl))), undo),
+      Err(error) => return (Err(error), undo),
+    };
+    match self.agree_on_fence(keys, &fences).await {
+      Ok(fence) => (
         Ok(Try::Taken(Grant {
           key: keys.lock.clone(),
           token: lease.token,
           fence,
-          ttl_ms,
+          ttl_ms: options.ttl_ms,
           valid_until: lease.valid_until,
           watchdog: options.watchdog,
           max_hold: options.max_hold,
-        }))
+        })),
+        undo,
+      ),
+      Err(error) => {
+        let undo = self.undo::<()>(&keys.lock, token, Vec::new(), Wake::Waiters);
+        (Err(error), undo)
       }
-      None => Ok(Try::Busy(recheck_after(holder_ttl))),
     }
   }
 
-  /// The fencing number of a lock taken on several hosts: the highest one any of them gave,
-  /// written back to the hosts that gave less, so that the next holder's majority (which
-  /// shares a host with this one) counts on from it.
-  async fn agree_on_fence(&self, keys: &LockKeys, fences: &[(usize, i64)]) -> i64 {
+  /// The fencing number of a lock taken on several hosts: the highest one any of them gave.
+  /// It counts only once a majority of hosts holds at least that number (the hosts that gave
+  /// less, and the others, are raised to it): the next holder's majority then shares a host
+  /// with this one and counts on from it, whichever hosts answer then.
+  async fn agree_on_fence(&self, keys: &LockKeys, fences: &[(usize, i64)]) -> Result<i64> {
     let highest = fences.iter().map(|(_, fence)| *fence).max().unwrap_or(0);
-    let behind = fences
-      .iter()
-      .filter(|(_, fence)| *fence < highest)
-      .map(|(index, _)| &self.hosts()[*index]);
-    futures_util::future::join_all(behind.map(|host| async move {
-      let _: Result<i64> = host
-        .eval(
-          &RAISE_FENCE,
-          &[&keys.fence],
-          &[&highest, &FENCE_RETENTION_MS],
-        )
-        .await;
-    }))
-    .await;
-    highest
+    let hosts = self.hosts();
+    let needed = quorum::quorum_of(hosts.len());
+    let mut holding = fences.iter().filter(|(_, fence)| *fence == highest).count();
+    if holding >= needed {
+      return Ok(highest);
+    }
+    let fence_key: Arc<str> = Arc::from(keys.fence.as_str());
+    let mut raises: FuturesUnordered<_> = (0..hosts.len())
+      .filter(|index| !fences.iter().any(|(i, fence)| i == index && *fence == highest))
+      .map(|index| {
+        let (host, fence_key) = (hosts[index].clone(), fence_key.clone());
+        tokio::spawn(async move {
+          host
+            .eval::<i64>(&RAISE_FENCE, &[&fence_key], &[&highest])
+            .await
+        })
+      })
+      .collect();
+    let mut failures = Vec::new();
+    while let Some(raised) = raises.next().await {
+      match raised {
+        Ok(Ok(value)) if value >= highest => holding += 1,
+        Ok(Ok(value)) => failures.push(format!("a host answered {value}")),
+        Ok(Err(error)) => failures.push(error.to_string()),
+        Err(panicked) => failures.push(panicked.to_string()),
+      }
+      if holding >= needed {
+        return Ok(highest);
+      }
+    }
+    Err(Error::new(
+      ErrorKind::NoQuorum,
+      format!(
+        "the fencing number {highest} of '{}' could be recorded on {holding} of {} hosts, {needed} needed; the lock was released. Failures: {}",
+        keys.lock,
+        hosts.len(),
+        failures.join("; ")
+      ),
+    ))
   }
 
   async fn wait_fairly(
@@ -411,21 +516,23 @@ impl Client {
     }
     let liveness_ms = FAIR_LIVENESS.as_millis() as u64;
     let heartbeat = FAIR_LIVENESS / 3;
-    let ttl = Duration::from_millis(options.ttl_ms);
-    let drift = ttl.mul_f64(self.options().drift_factor) + Duration::from_millis(2);
+    let lease_ms = options.lease_ms();
+    let lease = Duration::from_millis(lease_ms);
+    // A release hands the lock over with at most the liveness window as its lease.
+    let handed_over_lease = lease.min(FAIR_LIVENESS);
+    let drift = lease.mul_f64(self.options().drift_factor) + Duration::from_millis(2);
     let mut last_failure = None;
     loop {
       stop.check(last_failure.as_ref())?;
       // Any hand-over to us happens after this request ran, so a lease counted from here is on
       // the safe side.
       let sent = Instant::now();
-      let reply = host
-        .eval::<Vec<i64>>(
-          &ACQUIRE_FAIR,
-          &keys.all(),
-          &[&token, &options.ttl_ms, &liveness_ms, &FENCE_RETENTION_MS],
-        )
-        .await;
+      let all_keys = keys.all();
+      let args: [&dyn ToRedisArgsRef; 3] = [&token, &lease_ms, &liveness_ms];
+      let request = host.eval::<Vec<i64>>(&ACQUIRE_FAIR, &all_keys, &args);
+      // An abort does not wait for the answer; leaving the queue afterwards goes out on the
+      // same connection, after this request.
+      let reply = stop.until(request, last_failure.as_ref()).await?;
       if place.joined.is_some() {
         self.fair_lines().joined(&keys.lock, &mut place);
       }
@@ -451,7 +558,7 @@ impl Client {
         Ok(_) if subscription.is_none() => {
           // Waiting after all: from now on releases are heard; ask again at once in case one
           // came before the subscription did.
-          subscription = Some(self.notifications().subscribe(&keys.channel).await);
+          subscription = Some(self.subscribe_within_bound(&keys.channel, stop).await?);
           continue;
         }
         Ok(reply) => recheck_after(reply.get(1).copied().filter(|ttl| *ttl >= 0)).min(heartbeat),
@@ -469,9 +576,12 @@ impl Client {
         .await?;
       if let Some(fence) = woken.handed_over_fence {
         // The release that handed us the lock said so, with our fence: no need to ask again
-        // unless too little of the lease is certain.
-        let valid_until = sent + ttl.saturating_sub(drift);
-        if valid_until.saturating_duration_since(Instant::now()) >= ttl / 2 {
+        // if enough of the handed-over lease is certain and the watchdog will make it the full
+        // lease; otherwise the next request takes over the full lease at once.
+        let valid_until = sent + handed_over_lease.saturating_sub(drift);
+        let certain = valid_until.saturating_duration_since(Instant::now());
+        let full_lease_follows = handed_over_lease == lease || options.watchdog;
+        if full_lease_follows && certain >= handed_over_lease / 2 {
           return self
             .fair_grant(keys, token, options, fence, valid_until)
             .await;
@@ -491,7 +601,7 @@ impl Client {
     if self.options().replica_ack.is_some() {
       // The hand-over was written by the releasing client; WAIT covers only this client's own
       // writes, so renew first (a write of ours that replicates after the hand-over).
-      match self.extend(&keys.lock, token, options.ttl_ms).await? {
+      match self.extend(&keys.lock, token, options.lease_ms()).await? {
         Some(renewed) => valid_until = renewed,
         None => {
           return Err(Error::new(

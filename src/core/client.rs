@@ -17,7 +17,7 @@ use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::host::Host;
 use crate::core::options::{ClientOptions, ReplicaPolicy, RetryPolicy};
 use crate::core::quorum::{self, Tally, Vote};
-use crate::core::scripts::{LockKeys, EXTEND};
+use crate::core::scripts::{LockKeys, Wake, EXTEND};
 use crate::core::stats::{Event, Stats};
 use crate::core::validate;
 
@@ -235,25 +235,26 @@ impl Client {
       }
     })
     .await;
-    self
-      .settle(key, token, ttl_ms, started, tally)
-      .await
-      .map(|lease| match lease {
-        Some(lease) => Attempt::Taken(lease),
-        None => Attempt::Busy,
-      })
+    // Each attempt has its own token, so its undo can run on beside the next attempt.
+    let (outcome, _undo) = self.settle(key, token, ttl_ms, started, tally).await;
+    outcome.map(|lease| match lease {
+      Some(lease) => Attempt::Taken(lease),
+      None => Attempt::Busy,
+    })
   }
 
-  /// Turns the votes on a fresh lock into a lease, or undoes the partial lock on every host
-  /// before reporting why there is none.
-  pub async fn settle<T>(
+  /// Turns the votes on a fresh lock into a lease, or starts undoing the partial lock on every
+  /// host before reporting why there is none. The undo runs in the background, so that a
+  /// stalled host delays no answer; it goes to every host, also those that failed or did not
+  /// answer in time (their attempt may still have run).
+  pub async fn settle<T: Send + 'static>(
     &self,
     key: &str,
     token: &str,
     ttl_ms: u64,
     started: Instant,
     mut tally: Tally<T>,
-  ) -> Result<Option<Lease>> {
+  ) -> (Result<Option<Lease>>, Undo) {
     let ttl = Duration::from_millis(ttl_ms);
     if tally.has_quorum() {
       if let Some(left) = quorum::validity(ttl, started.elapsed(), self.options.drift_factor) {
@@ -263,28 +264,60 @@ impl Client {
         };
         let holders: Vec<usize> = tally.yes.iter().map(|(index, _)| *index).collect();
         if self.options.replica_ack.is_some() {
-          Box::pin(self.confirm_replication(key, token, &holders)).await?;
+          if let Err(error) = Box::pin(self.confirm_replication(key, token, &holders)).await {
+            return (Err(error), Undo::none());
+          }
         }
-        return Ok(Some(lease));
+        return (Ok(Some(lease)), Undo::none());
       }
     }
     let pending = std::mem::take(&mut tally.pending);
-    if !tally.yes.is_empty() || !pending.is_empty() {
-      Box::pin(self.release_everywhere(key, token, pending)).await;
-    }
+    let undo = if !tally.yes.is_empty() || !pending.is_empty() || !tally.failed.is_empty() {
+      // A host that failed may have run the attempt and hold a lock that others now wait on;
+      // hosts that merely answered late, or said yes to a refused attempt, never made anyone
+      // wait (and waking for them would let waiters of a held lock chase each other).
+      let wake = if tally.has_quorum() || !tally.failed.is_empty() {
+        Wake::Waiters
+      } else {
+        Wake::Nobody
+      };
+      self.undo(key, token, pending, wake)
+    } else {
+      Undo::none()
+    };
     if tally.has_quorum() {
-      return Err(Error::new(
+      let error = Error::new(
         ErrorKind::ValidityExpired,
         format!(
           "a quorum took '{key}', but after {} ms no time was left on its {ttl_ms} ms ttl; it was released",
           started.elapsed().as_millis()
         ),
-      ));
+      );
+      return (Err(error), undo);
     }
     if tally.refused() {
-      return Ok(None);
+      return (Ok(None), undo);
     }
-    Err(tally.failure())
+    (Err(tally.failure()), undo)
+  }
+
+  /// Releases `token` on every host in the background, each host once its own attempt (if
+  /// still `pending`) has finished, so that the release cannot overtake it.
+  pub fn undo<T: Send + 'static>(
+    &self,
+    key: &str,
+    token: &str,
+    pending: Vec<(usize, JoinHandle<Vote<T>>)>,
+    wake: Wake,
+  ) -> Undo {
+    let release = release_on_every_host(
+      self.hosts.clone(),
+      LockKeys::new(key),
+      token.to_owned(),
+      pending,
+      wake,
+    );
+    Undo(Some(self.guardians.spawn(release)))
   }
 
   /// Waits until each of the `holders` hosts has copied the new lock to as many replicas as
@@ -325,7 +358,7 @@ impl Client {
     );
     match ack.policy {
       ReplicaPolicy::Fail => {
-        self.release_everywhere::<()>(key, token, Vec::new()).await;
+        self.undo::<()>(key, token, Vec::new(), Wake::Waiters).finished().await;
         Err(error)
       }
       ReplicaPolicy::Warn => {
@@ -335,32 +368,6 @@ impl Client {
         Ok(())
       }
     }
-  }
-
-  /// Releases `token` on every host, including hosts that failed or did not answer, and waits
-  /// for each (each wait is bounded by the host's timeouts). Used to undo a failed attempt.
-  /// A host still busy with the attempt finishes it first, so the release cannot overtake it.
-  pub async fn release_everywhere<T>(
-    &self,
-    key: &str,
-    token: &str,
-    mut pending: Vec<(usize, JoinHandle<Vote<T>>)>,
-  ) {
-    let keys = LockKeys::new(key);
-    join_all(self.hosts.iter().enumerate().map(|(index, host)| {
-      let keys = &keys;
-      let attempt = pending
-        .iter()
-        .position(|(i, _)| *i == index)
-        .map(|at| pending.swap_remove(at).1);
-      async move {
-        if let Some(attempt) = attempt {
-          let _ = attempt.await;
-        }
-        let _ = keys.release_on(host, token).await;
-      }
-    }))
-    .await;
   }
 
   /// Renews `key` for `ttl_ms` if `token` still holds it on a quorum. `Ok(None)`: not ours.
@@ -406,7 +413,9 @@ impl Client {
   pub async fn release_on_quorum(&self, key: &str, token: &str) -> Result<bool> {
     let tally = self
       .ask_each(key, token, |host, key, token| async move {
-        LockKeys::new(&key).release_on(&host, &token).await
+        LockKeys::new(&key)
+          .release_on(&host, &token, Wake::Waiters)
+          .await
       })
       .await;
     if tally.has_quorum() {
@@ -437,6 +446,45 @@ impl Client {
     })
     .await
   }
+}
+
+/// The background release of a failed attempt; awaited before another attempt with the same
+/// token, so that the release cannot remove what the later attempt takes.
+pub struct Undo(Option<JoinHandle<()>>);
+
+impl Undo {
+  pub fn none() -> Undo {
+    Undo(None)
+  }
+
+  pub async fn finished(self) {
+    if let Some(release) = self.0 {
+      let _ = release.await;
+    }
+  }
+}
+
+async fn release_on_every_host<T>(
+  hosts: Vec<Arc<Host>>,
+  keys: LockKeys,
+  token: String,
+  mut pending: Vec<(usize, JoinHandle<Vote<T>>)>,
+  wake: Wake,
+) {
+  join_all(hosts.iter().enumerate().map(|(index, host)| {
+    let (keys, token) = (&keys, &token);
+    let attempt = pending
+      .iter()
+      .position(|(i, _)| *i == index)
+      .map(|at| pending.swap_remove(at).1);
+    async move {
+      if let Some(attempt) = attempt {
+        let _ = attempt.await;
+      }
+      let _ = keys.release_on(host, token, wake).await;
+    }
+  }))
+  .await;
 }
 
 /// A fresh random lock token: a uuid v4, from the operating system's CSPRNG.

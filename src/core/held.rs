@@ -18,6 +18,8 @@ pub type LostCallback = Box<dyn Fn(&Error) + Send + Sync>;
 const RENEW_EVERY: f64 = 1.0 / 3.0;
 /// After a failed renewal, the next try comes this soon (or sooner if the lease runs out).
 const RETRY_RENEWAL_AFTER: Duration = Duration::from_millis(100);
+/// A renewal up to `maxHold` is made only if it lengthens the lease by more than this.
+const MIN_RENEWAL_GAIN: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -71,12 +73,10 @@ pub struct Grant {
 impl HeldLock {
   /// Wraps a freshly taken lock and starts its guardian task (the watchdog when enabled; in
   /// any case the task that reports expiry and ends the lock at `close`).
-  pub fn start(
-    client: Arc<Client>,
-    grant: Grant,
-    acquired_at: Instant,
-    on_lost: LostCallback,
-  ) -> Arc<HeldLock> {
+  pub fn start(client: Arc<Client>, grant: Grant, on_lost: LostCallback) -> Arc<HeldLock> {
+    // maxHold counts from the grant; the lease was taken no longer than maxHold (see
+    // `AcquireOptions::lease_ms`), so it cannot outlast the cap either.
+    let acquired_at = Instant::now();
     let held = Arc::new(HeldLock {
       key: grant.key,
       token: grant.token,
@@ -226,7 +226,7 @@ impl HeldLock {
     let renewal_due = state
       .valid_until
       .checked_sub(Duration::from_millis(state.ttl_ms).mul_f64(1.0 - RENEW_EVERY));
-    let may_renew = self.watchdog && self.hold_until.is_none_or(|until| now < until);
+    let may_renew = self.watchdog && !self.capped_by_max_hold(state.valid_until);
     match renewal_due {
       Some(due) if may_renew => Some((due.min(state.valid_until), true)),
       _ if may_renew => Some((now, true)),
@@ -234,21 +234,31 @@ impl HeldLock {
     }
   }
 
+  /// True when `maxHold` ends no later than the current lease: renewing could only shorten it.
+  fn capped_by_max_hold(&self, valid_until: Instant) -> bool {
+    self
+      .hold_until
+      .is_some_and(|until| until <= valid_until + MIN_RENEWAL_GAIN)
+  }
+
+  /// Renews the lease: for the ttl, or up to `maxHold` if that comes first (which is past the
+  /// current lease: see `next_step`). The lease known here never ends later than the one in
+  /// Redis, also when the answer is lost: only a confirmed renewal moves it.
   async fn renew(&self) -> std::result::Result<(), Error> {
     let ttl_ms = {
       let state = self.state.lock().expect("lock state");
-      let ttl = state.ttl_ms;
       match self.hold_until {
-        Some(until) => ttl
+        Some(until) => state
+          .ttl_ms
           .min(until.saturating_duration_since(Instant::now()).as_millis() as u64)
           .max(1),
-        None => ttl,
+        None => state.ttl_ms,
       }
     };
     match self.client.extend(&self.key, &self.token, ttl_ms).await {
       Ok(Some(valid_until)) => {
         let mut state = self.state.lock().expect("lock state");
-        if state.phase == Phase::Held {
+        if state.phase == Phase::Held && valid_until > state.valid_until {
           state.valid_until = valid_until;
         }
         self.client.stats().record(Event::Renewed);
@@ -271,6 +281,26 @@ impl HeldLock {
       }
     }
   }
+
+  fn valid_until(&self) -> Instant {
+    self.state.lock().expect("lock state").valid_until
+  }
+
+  fn ran_out_error(&self) -> Error {
+    if self.watchdog && self.hold_until.is_some() && self.capped_by_max_hold(self.valid_until()) {
+      return Error::new(
+        ErrorKind::LockLost,
+        format!(
+          "the lock on '{}' reached its maxHold and was left to expire",
+          self.key
+        ),
+      );
+    }
+    Error::new(
+      ErrorKind::LockLost,
+      format!("the lease on '{}' ran out without renewal", self.key),
+    )
+  }
 }
 
 /// The guardian of one held lock: renews it while the watchdog is on, reports it lost when a
@@ -283,35 +313,41 @@ async fn guard(held: Arc<HeldLock>) {
     };
     tokio::select! {
       _ = held.released.cancelled() => return,
-      _ = closed.cancelled() => {
-        let reason = Error::new(ErrorKind::Closed, format!("the client was closed while holding '{}'", held.key));
-        if held.lose(reason).kind() == ErrorKind::Closed {
-          let _ = held.client.release_on_quorum(&held.key, &held.token).await;
-        }
-        return;
-      }
+      _ = closed.cancelled() => return end_at_close(&held).await,
       _ = held.changed.notified() => continue,
       _ = tokio::time::sleep_until(at.into()) => {}
     }
     if !renew {
-      let reason = match held.hold_until {
-        Some(until) if Instant::now() >= until => Error::new(
-          ErrorKind::LockLost,
-          format!(
-            "the lock on '{}' reached its maxHold and was left to expire",
-            held.key
-          ),
-        ),
-        _ => Error::new(
-          ErrorKind::LockLost,
-          format!("the lease on '{}' ran out without renewal", held.key),
-        ),
-      };
-      held.lose(reason);
+      held.lose(held.ran_out_error());
       return;
     }
     let renewed_at = Instant::now();
-    match held.renew().await {
+    let renewal = held.renew();
+    tokio::pin!(renewal);
+    // The lease can run out before a renewal is answered (a frozen connection): the loss is
+    // reported when the lease ends, not when the renewal times out.
+    let renewed = loop {
+      let lease_end = held.valid_until();
+      tokio::select! {
+        renewed = &mut renewal => break renewed,
+        _ = held.released.cancelled() => return,
+        _ = closed.cancelled() => return end_at_close(&held).await,
+        _ = tokio::time::sleep_until(lease_end.into()) => {
+          // `extend` may have moved the lease meanwhile.
+          if Instant::now() >= held.valid_until() {
+            held.lose(Error::new(
+              ErrorKind::LockLost,
+              format!(
+                "the lock on '{}' ran out while it could not be renewed: the renewal sent had no answer yet",
+                held.key
+              ),
+            ));
+            return;
+          }
+        }
+      }
+    };
+    match renewed {
       Ok(()) => {
         // A failed renewal that left time on the lease is retried soon, not at the next third.
         if held.next_step().is_some_and(|(at, _)| at <= renewed_at) {
@@ -323,5 +359,15 @@ async fn guard(held: Arc<HeldLock>) {
         return;
       }
     }
+  }
+}
+
+async fn end_at_close(held: &HeldLock) {
+  let reason = Error::new(
+    ErrorKind::Closed,
+    format!("the client was closed while holding '{}'", held.key),
+  );
+  if held.lose(reason).kind() == ErrorKind::Closed {
+    let _ = held.client.release_on_quorum(&held.key, &held.token).await;
   }
 }

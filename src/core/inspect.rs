@@ -5,7 +5,7 @@ use redis::Value;
 use crate::core::client::Client;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::quorum::quorum_of;
-use crate::core::scripts::{LockKeys, INSPECT};
+use crate::core::scripts::{LockKeys, Wake, INSPECT, LOCK_KINDS};
 use crate::core::validate;
 
 /// The state of one lock on one host.
@@ -20,6 +20,9 @@ pub struct LockState {
   pub fence: Option<i64>,
   /// Fair waiters in queue order.
   pub waiters: Vec<QueuedWaiter>,
+  /// True when the key holds something other than a relock lock (application data, or
+  /// another client's lock): relock reports no holder for it and never releases it.
+  pub foreign: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,8 +56,8 @@ impl Client {
     Ok(states)
   }
 
-  /// Lock keys matching `pattern` (Redis glob syntax), found with SCAN on every host, without
-  /// relock's side keys; at most `limit` of them.
+  /// Lock keys matching `pattern` (Redis glob syntax), found with SCAN on every host: keys that
+  /// hold a relock lock now, never relock's side keys or other data; at most `limit` of them.
   pub async fn list(&self, pattern: &str, limit: usize) -> Result<Vec<String>> {
     if self.options().cluster {
       return Err(Error::new(
@@ -72,10 +75,26 @@ impl Client {
           .arg("MATCH")
           .arg(pattern)
           .arg("COUNT")
-          .arg(500);
+          .arg(500)
+          .arg("TYPE")
+          .arg("string");
         self.ensure_open()?;
         let (next, keys): (u64, Vec<String>) = host.query(&command).await?;
-        found.extend(keys.into_iter().filter(|key| !LockKeys::is_side_key(key)));
+        let candidates: Vec<&str> = keys
+          .iter()
+          .map(String::as_str)
+          .filter(|key| !LockKeys::is_side_key(key))
+          .collect();
+        if !candidates.is_empty() {
+          let kinds: Vec<i64> = host.eval(&LOCK_KINDS, &candidates, &[]).await?;
+          found.extend(
+            candidates
+              .iter()
+              .zip(kinds)
+              .filter(|(_, kind)| *kind == 1)
+              .map(|(key, _)| key.to_string()),
+          );
+        }
         if next == 0 || found.len() >= limit {
           break;
         }
@@ -86,21 +105,23 @@ impl Client {
   }
 
   /// Releases `key` whoever holds it, as its holder would (a fair waiter next in line gets
-  /// it); true if it was held on a quorum and is now released there.
+  /// it); true if it was held on a quorum and is now released there. Refuses a key that holds
+  /// anything but a relock lock, so that it can never delete application data.
   pub async fn force_release(&self, key: &str) -> Result<bool> {
     validate::key(key)?;
-    let holders: Vec<Option<String>> = self
-      .inspect(key)
-      .await?
-      .into_iter()
-      .map(|state| state.holder)
-      .collect();
+    let states = self.inspect(key).await?;
+    if let Some(foreign) = states.iter().find(|state| state.foreign) {
+      return Err(Error::invalid_argument(format!(
+        "'{key}' is not a relock lock on {} (not a string with an expiry holding a relock token); it was left untouched",
+        foreign.host
+      )));
+    }
     let keys = LockKeys::new(key);
     let mut released = 0;
-    for (host, holder) in self.hosts().iter().zip(holders) {
-      if let Some(token) = holder {
+    for (host, state) in self.hosts().iter().zip(states) {
+      if let Some(token) = state.holder {
         self.ensure_open()?;
-        let done = keys.release_on(host, &token).await?;
+        let done = keys.release_on(host, &token, Wake::Waiters).await?;
         released += done as usize;
       }
     }
@@ -109,7 +130,7 @@ impl Client {
 }
 
 fn parse_state(host: &str, reply: Vec<Value>) -> Option<LockState> {
-  let [holder, ttl, fence, now, queue]: [Value; 5] = reply.try_into().ok()?;
+  let [holder, ttl, fence, now, queue, foreign]: [Value; 6] = reply.try_into().ok()?;
   let text = |value: &Value| match value {
     Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
     _ => None,
@@ -145,5 +166,6 @@ fn parse_state(host: &str, reply: Vec<Value>) -> Option<LockState> {
     holder,
     fence: text(&fence).and_then(|f| f.parse().ok()),
     waiters,
+    foreign: matches!(foreign, Value::Int(1)),
   })
 }

@@ -63,10 +63,11 @@ impl Notifications {
     }
   }
 
-  /// Starts listening on `channel` on every host and returns once the hosts confirmed. Hosts
-  /// that cannot be reached are skipped: waiters also re-check on a timer, so a missing
-  /// subscription slows a wake-up but never strands a waiter.
-  pub async fn subscribe(self: &Arc<Self>, channel: &str) -> Subscription {
+  /// Starts listening on `channel` on every host and returns once the hosts confirmed, or
+  /// after `bound` at the latest (the subscription goes on in the background). Hosts that cannot
+  /// be reached are skipped: waiters also re-check on a timer, so a missing subscription slows
+  /// a wake-up but never strands a waiter.
+  pub async fn subscribe(self: &Arc<Self>, channel: &str, bound: Duration) -> Subscription {
     let (wire, receiver) = {
       let mut channels = self.channels.lock().expect("channels lock");
       let entry = channels
@@ -85,13 +86,19 @@ impl Notifications {
       receiver,
       owner: Arc::downgrade(self),
     };
-    let mut subscribed = wire.lock().await;
-    if !*subscribed {
-      self
-        .on_every_host(|mut connection| async move { connection.subscribe(channel).await })
-        .await;
-      *subscribed = true;
-    }
+    let notifications = self.clone();
+    let name = channel.to_owned();
+    let confirmed = tokio::spawn(async move {
+      let mut subscribed = wire.lock().await;
+      if !*subscribed {
+        let name = &name;
+        notifications
+          .on_every_host(|mut connection| async move { connection.subscribe(name).await })
+          .await;
+        *subscribed = true;
+      }
+    });
+    let _ = tokio::time::timeout(bound, confirmed).await;
     subscription
   }
 

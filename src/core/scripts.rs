@@ -5,6 +5,7 @@
 //! (fencing counter, fair queue) lives in side keys in the same hash slot as the lock key.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use redis::Script;
 
@@ -19,15 +20,24 @@ pub static EXTEND: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
 pub static INSPECT: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/inspect.lua")));
+pub static LOCK_KINDS: LazyLock<Script> =
+  LazyLock::new(|| Script::new(include_str!("scripts/lock_kinds.lua")));
 pub static RAISE_FENCE: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/raise_fence.lua")));
 pub static RELEASE: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
 
-/// A fence counter outlives its last use by this long: long enough that no holder can still be
-/// paused when it expires, short enough that the counters of keys no longer locked do not pile
-/// up in Redis.
-pub const FENCE_RETENTION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+/// A fair waiter that has not refreshed its place for this long is dropped from the queue, by
+/// Redis's clock; a lock handed over to a waiter starts with a lease no longer than this.
+pub const FAIR_LIVENESS: Duration = Duration::from_millis(3000);
+
+/// Whether a release tells waiters that the lock became free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+  Waiters,
+  /// Undoing an attempt that never held the lock on a majority: nobody waited for it.
+  Nobody,
+}
 
 /// The side keys and channel that belong to one lock key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,12 +74,17 @@ impl LockKeys {
   }
 
   /// Runs the release script on `host`: 1 if `token` held the lock there and no longer does.
-  pub async fn release_on(&self, host: &Host, token: &str) -> Result<i64> {
+  pub async fn release_on(&self, host: &Host, token: &str, wake: Wake) -> Result<i64> {
+    let liveness_ms = FAIR_LIVENESS.as_millis() as u64;
+    let wake = match wake {
+      Wake::Waiters => "1",
+      Wake::Nobody => "0",
+    };
     host
       .eval(
         &RELEASE,
         &self.all(),
-        &[&token, &self.channel, &FENCE_RETENTION_MS],
+        &[&token, &self.channel, &liveness_ms, &wake],
       )
       .await
   }
@@ -123,6 +138,7 @@ mod tests {
       include_str!("scripts/release.lua"),
       include_str!("scripts/raise_fence.lua"),
       include_str!("scripts/inspect.lua"),
+      include_str!("scripts/lock_kinds.lua"),
     ] {
       for line in source
         .lines()

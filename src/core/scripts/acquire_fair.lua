@@ -6,13 +6,15 @@
 --
 -- KEYS[1] lock key, KEYS[2] queue (list of tokens, oldest first),
 -- KEYS[3] waiters (hash: token -> "<deadline ms> <ttl ms>"), KEYS[4] fence counter
--- ARGV[1] token, ARGV[2] ttl in ms, ARGV[3] liveness in ms (a waiter silent that long is dropped),
--- ARGV[4] how long the fence counter outlives its last use, in ms
--- Returns {1, fence, remaining ttl} if ARGV[1] holds the lock, else {0, remaining ttl of the
--- holder, or -1 if the lock is free but another waiter is first in line}.
+-- ARGV[1] token, ARGV[2] ttl in ms, ARGV[3] liveness in ms (a waiter silent that long is dropped)
+-- Returns {1, fence, ttl} if ARGV[1] holds the lock, else {0, remaining ttl of the holder, or -1
+-- if the lock is free but another waiter is first in line}.
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
-  return {1, tonumber(redis.call('GET', KEYS[4]) or '0'), redis.call('PTTL', KEYS[1])}
+  -- Handed over by a release (with a lease no longer than the liveness window, in case this
+  -- waiter had died), or taken by an attempt whose answer never came: the full lease starts now.
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, tonumber(redis.call('GET', KEYS[4]) or '0'), tonumber(ARGV[2])}
 end
 
 local time = redis.call('TIME')
@@ -45,5 +47,5 @@ redis.call('LPOP', KEYS[2])
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local fence = redis.call('INCR', KEYS[4])
-redis.call('PEXPIRE', KEYS[4], ARGV[4])
+redis.call('PERSIST', KEYS[4])
 return {1, fence, tonumber(ARGV[2])}

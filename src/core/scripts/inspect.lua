@@ -1,7 +1,10 @@
 -- Reads the state of one lock for operators: holder, remaining ttl, fence, fair queue.
 -- KEYS[1] lock key, KEYS[2] queue, KEYS[3] waiters, KEYS[4] fence counter.
 -- Returns {holder or false, remaining ttl in ms, fence or false, Redis time in ms,
---          {token, "<deadline ms> <ttl ms>", token, ...} in queue order}.
+--          {token, "<deadline ms> <ttl ms>", token, ...} in queue order,
+--          1 if KEYS[1] holds something that is not a relock lock, else 0}.
+-- A relock lock is a string with an expiry whose value is a relock token (a uuid).
+local token_shape = '^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$'
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local queue = {}
@@ -9,4 +12,16 @@ for _, token in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
   table.insert(queue, token)
   table.insert(queue, redis.call('HGET', KEYS[3], token) or '')
 end
-return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[4]), now, queue}
+local fence = redis.call('GET', KEYS[4])
+local type = redis.call('TYPE', KEYS[1])['ok']
+if type == 'none' then
+  return {false, -2, fence, now, queue, 0}
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if type == 'string' and ttl > 0 then
+  local holder = redis.call('GET', KEYS[1])
+  if string.match(holder, token_shape) then
+    return {holder, ttl, fence, now, queue, 0}
+  end
+end
+return {false, -2, fence, now, queue, 1}

@@ -2,11 +2,15 @@
 -- A free lock then goes straight to the first live waiter of the fair queue, if there is one
 -- (so that nobody can barge in ahead of it), or else is deleted. Waiters are told on ARGV[2]:
 -- the message is "<new holder's token> <its fence>", or empty when the lock is free.
+-- A waiter handed the lock gets a lease of at most ARGV[3] ms, its liveness window, and makes it
+-- its full ttl when it takes over: a waiter that died just before the release then blocks the
+-- queue for no longer than a silent waiter would.
 --
 -- KEYS[1] lock key, KEYS[2] queue (list of tokens, oldest first),
 -- KEYS[3] waiters (hash: token -> "<deadline ms> <ttl ms>"), KEYS[4] fence counter
--- ARGV[1] token, ARGV[2] notification channel,
--- ARGV[3] how long the fence counter outlives its last use, in ms
+-- ARGV[1] token, ARGV[2] notification channel, ARGV[3] liveness window of a waiter in ms,
+-- ARGV[4] "1" to tell waiters that a lock became free, "0" to stay silent (undoing an attempt
+-- that never held the lock on a majority wakes nobody)
 -- Returns 1 if ARGV[1] held the lock and no longer does, else 0.
 local holder = redis.call('GET', KEYS[1])
 local released = 0
@@ -31,9 +35,9 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
     if entry then
       local deadline, ttl = string.match(entry, '^(%d+) (%d+)$')
       if tonumber(deadline) >= now then
-        redis.call('SET', KEYS[1], head, 'PX', ttl)
+        redis.call('SET', KEYS[1], head, 'PX', math.min(tonumber(ttl), tonumber(ARGV[3])))
         local fence = redis.call('INCR', KEYS[4])
-        redis.call('PEXPIRE', KEYS[4], ARGV[3])
+        redis.call('PERSIST', KEYS[4])
         redis.call('PUBLISH', ARGV[2], head .. ' ' .. fence)
         return released
       end
@@ -44,6 +48,8 @@ end
 
 if released == 1 then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], '')
+  if ARGV[4] == '1' then
+    redis.call('PUBLISH', ARGV[2], '')
+  end
 end
 return released
