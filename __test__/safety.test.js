@@ -86,6 +86,43 @@ test('maxHold counts from the grant, not from the start of the wait', async () =
   })
 })
 
+test('an extend to a shorter lease whose answer never came ends isValid() no later than the key', async () => {
+  await withServer(async (server) => {
+    const proxy = await Proxy.start(server.port)
+    const locks = new Redlock(proxy.url, { connectTimeout: 200, commandTimeout: 200 })
+    try {
+      const lock = await locks.acquire('short-extend', { ttl: 5000, watchdog: false })
+      await lock.extend(5000) // the extend script is loaded
+      proxy.delay(400, 'down')
+      await assert.rejects(lock.extend(100), { code: 'ERR_RELOCK_TIMEOUT' })
+      await sleep(150)
+      assert.equal(server.cli('EXISTS', 'short-extend'), '0', 'the extend did run')
+      assert.equal(lock.isValid(), false, 'isValid() is true although the key expired in Redis')
+    } finally {
+      proxy.heal()
+      await locks.close()
+      await proxy.close()
+    }
+  })
+})
+
+test('extend never goes past maxHold', async () => {
+  await withServer(async (server) => {
+    const locks = new Redlock(server.url, FAST)
+    try {
+      const lock = await locks.acquire('extend-capped', { ttl: 1000, maxHold: 400 })
+      await lock.extend(5000)
+      assert.ok(lock.remainingMs() <= 400, `${lock.remainingMs()} ms left with maxHold 400`)
+      assert.ok(Number(server.cli('PTTL', 'extend-capped')) <= 400)
+      await sleep(450)
+      assert.equal(lock.isValid(), false)
+      await assert.rejects(lock.extend(1000), (error) => error.code === 'ERR_RELOCK_LOCK_LOST' && /maxHold/.test(error.message))
+    } finally {
+      await locks.close()
+    }
+  })
+})
+
 // 4. Scopes end holds.
 test('an inner acquire left unreleased inside using does not outlive the using', async () => {
   await withServer(async (server) => {

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::client::Client;
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::quorum;
 use crate::core::stats::Event;
 
 /// Called once, from a tokio thread, when a held lock is lost (or ended by `close`).
@@ -132,9 +133,24 @@ impl HeldLock {
   }
 
   /// Renews the lease to `ttl_ms` now; later watchdog renewals use the new ttl too.
+  /// Never past `maxHold`: the new lease is cut to what is left of it.
   pub async fn extend(&self, ttl_ms: u64) -> Result<()> {
     self.ensure_held()?;
-    match self.client.extend(&self.key, &self.token, ttl_ms).await {
+    let lease_ms = match self.hold_until {
+      Some(until) => {
+        let left = until.saturating_duration_since(Instant::now()).as_millis() as u64;
+        if left == 0 {
+          return Err(Error::new(
+            ErrorKind::LockLost,
+            format!("the lock on '{}' reached its maxHold", self.key),
+          ));
+        }
+        ttl_ms.min(left)
+      }
+      None => ttl_ms,
+    };
+    self.expect_lease_of_at_most(lease_ms);
+    match self.client.extend(&self.key, &self.token, lease_ms).await {
       Ok(Some(valid_until)) => {
         let mut state = self.state.lock().expect("lock state");
         if state.phase == Phase::Held {
@@ -147,6 +163,21 @@ impl HeldLock {
       }
       Ok(None) => Err(self.lose(self.not_held_error())),
       Err(error) => Err(error),
+    }
+  }
+
+  /// About to ask Redis for a lease of `lease_ms` from now: whether or not the answer comes,
+  /// the key may expire that soon, so the lease known here must end no later.
+  fn expect_lease_of_at_most(&self, lease_ms: u64) {
+    let certain = quorum::validity(
+      Duration::from_millis(lease_ms),
+      Duration::ZERO,
+      self.client.options().drift_factor,
+    );
+    let mut state = self.state.lock().expect("lock state");
+    let end = Instant::now() + certain.unwrap_or(Duration::ZERO);
+    if end < state.valid_until {
+      state.valid_until = end;
     }
   }
 
@@ -255,6 +286,7 @@ impl HeldLock {
         None => state.ttl_ms,
       }
     };
+    self.expect_lease_of_at_most(ttl_ms);
     match self.client.extend(&self.key, &self.token, ttl_ms).await {
       Ok(Some(valid_until)) => {
         let mut state = self.state.lock().expect("lock state");
