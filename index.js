@@ -47,16 +47,48 @@ function expectNumber(name, value) {
   return value
 }
 
+// `fields` maps each known option to the `typeof` it must have, or to null when its own check
+// comes later. Unknown keys are refused: a misspelt option would otherwise be silently ignored.
 function expectOptions(name, value, fields) {
   if (value === undefined || value === null) return undefined
   if (typeof value !== 'object' || Array.isArray(value)) throw invalid(`${name} must be an object, got ${describe(value)}`)
+  for (const field of Object.keys(value)) {
+    if (!Object.hasOwn(fields, field)) {
+      const closest = closestName(field, Object.keys(fields))
+      const hint = closest ? `; did you mean ${closest}?` : ''
+      throw invalid(`${name}.${field} is not an option${hint} (known: ${Object.keys(fields).join(', ')})`)
+    }
+  }
   for (const [field, type] of Object.entries(fields)) {
     const given = value[field]
-    if (given !== undefined && typeof given !== type) {
+    if (type !== null && given !== undefined && typeof given !== type) {
       throw invalid(`${name}.${field} must be a ${type}, got ${describe(given)}`)
     }
   }
   return value
+}
+
+// The known name nearest to a misspelt one (case-insensitive edit distance), if any is near.
+function closestName(given, known) {
+  let best = null
+  let bestDistance = Infinity
+  for (const name of known) {
+    const distance = editDistance(given.toLowerCase(), name.toLowerCase())
+    if (distance < bestDistance) [best, bestDistance] = [name, distance]
+  }
+  return bestDistance <= Math.max(2, Math.floor(given.length / 3)) ? best : null
+}
+
+function editDistance(a, b) {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length]
 }
 
 const CLIENT_OPTIONS = {
@@ -75,7 +107,9 @@ const CLIENT_OPTIONS = {
   cluster: 'boolean',
 }
 const REPLICA_ACK_OPTIONS = { replicas: 'number', timeout: 'number', policy: 'string' }
-const TLS_OPTIONS = { dangerouslyAcceptAnyCertificate: 'boolean' }
+const TLS_OPTIONS = { ca: null, cert: null, key: null, dangerouslyAcceptAnyCertificate: 'boolean' }
+const SENTINEL_OPTIONS = { name: null }
+const LIST_OPTIONS = { limit: 'number' }
 const LOCK_OPTIONS = { retryCount: 'number', retryDelay: 'number', retryJitter: 'number', retryTimeout: 'number' }
 const ACQUIRE_OPTIONS = {
   ttl: 'number',
@@ -225,6 +259,7 @@ function pem(name, value) {
 function nativeClientOptions(options) {
   if (!expectOptions('options', options, CLIENT_OPTIONS)) return undefined
   expectOptions('options.replicaAck', options.replicaAck, REPLICA_ACK_OPTIONS)
+  expectOptions('options.sentinel', options.sentinel, SENTINEL_OPTIONS)
   if (options.sentinel != null && typeof options.sentinel.name !== 'string') {
     throw invalid(`options.sentinel.name must be the master's name, got ${describe(options.sentinel.name)}`)
   }
@@ -451,9 +486,18 @@ class Redlock extends EventEmitter {
 
   /** The state of `key` on every host: holder, remaining ttl, fence, fair queue. */
   inspect(key) {
-    return call(() => {
+    return call(async () => {
       expectString('key', key)
-      return this.#native.inspect(key)
+      const states = await this.#native.inspect(key)
+      // What is absent is null, as the types say (N-API leaves a missing value undefined).
+      return states.map((state) => ({
+        host: state.host,
+        holder: state.holder ?? null,
+        ttl: state.ttl ?? null,
+        fence: state.fence ?? null,
+        waiters: state.waiters.map((waiter) => ({ token: waiter.token, expiresIn: waiter.expiresIn ?? null, ttl: waiter.ttl ?? null })),
+        foreign: state.foreign,
+      }))
     })
   }
 
@@ -461,7 +505,7 @@ class Redlock extends EventEmitter {
   list(pattern, options) {
     return call(() => {
       expectString('pattern', pattern)
-      return this.#native.list(pattern, expectOptions('options', options, { limit: 'number' })?.limit)
+      return this.#native.list(pattern, expectOptions('options', options, LIST_OPTIONS)?.limit)
     })
   }
 

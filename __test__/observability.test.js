@@ -99,6 +99,9 @@ test('inspect shows holder, ttl, fence and the fair queue; list scans; forceRele
   assert.equal(holder.signal.aborted, true, 'the old holder learns it lost the lock')
   await next.release()
   assert.equal(await locks.forceRelease('inspected'), false)
+  const [free] = await locks.inspect('inspected')
+  assert.deepEqual({ ...free, host: undefined }, { host: undefined, holder: null, ttl: null, fence: next.fence, waiters: [], foreign: false })
+  await assert.rejects(locks.list('*', { limt: 5 }), /options.limt is not an option; did you mean limit\?/)
 })
 
 test('the relock command: inspect, list, release with confirmation, exit codes', () => {

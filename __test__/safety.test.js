@@ -31,7 +31,7 @@ function commandsProcessed(server) {
 async function contend(other, key, until) {
   const taken = []
   while (!until()) {
-    const token = await other.lock(key, 50).catch(() => null)
+    const token = await other.lock(key, 100).catch(() => null)
     if (token) taken.push(performance.now())
     await sleep(5)
   }

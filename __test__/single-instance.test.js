@@ -59,8 +59,8 @@ test('unlock and extend act only for the holder', async () => {
 })
 
 test('an expired lock is free again and its old token is refused', async () => {
-  const token = await locks.lock('short', 50)
-  await sleep(120)
+  const token = await locks.lock('short', 100)
+  await sleep(170)
   assert.equal(await locks.unlock('short', token), false)
   const next = await locks.lock('short', 5000)
   assert.ok(next && next !== token)
@@ -90,6 +90,8 @@ test('bad input is refused with a typed error and leaves nothing in Redis', asyn
     [() => locks.lock('k'.repeat(5000), 1000), /key is 5000 bytes long/],
     [() => locks.lock('k', '1000'), /ttl must be a number/],
     [() => locks.lock('k', 0), /ttl must be a positive integer/],
+    [() => locks.lock('k', 1), /ttl must be at least 100 ms/],
+    [() => locks.lock('k', 99), /ttl must be at least 100 ms/],
     [() => locks.lock('k', -5), /ttl must be a positive integer/],
     [() => locks.lock('k', 1.5), /ttl must be a positive integer/],
     [() => locks.lock('k', NaN), /ttl must be a positive integer/],
@@ -119,6 +121,10 @@ test('bad constructor arguments throw typed errors', () => {
     [() => new Redlock(server.url, { connectTimeout: '2s' }), 'ERR_RELOCK_INVALID_ARGUMENT', /connectTimeout must be a number/],
     [() => new Redlock(server.url, { driftFactor: 0.9 }), 'ERR_RELOCK_INVALID_ARGUMENT', /driftFactor/],
     [() => new Redlock([server.url, server.url]), 'ERR_RELOCK_INVALID_ARGUMENT', /listed twice/],
+    [() => new Redlock(server.url, { commandTimout: 500 }), 'ERR_RELOCK_INVALID_ARGUMENT', /options.commandTimout is not an option; did you mean commandTimeout\?/],
+    [() => new Redlock(server.url, { tls: { caFile: 'ca.pem' } }), 'ERR_RELOCK_INVALID_ARGUMENT', /options.tls.caFile is not an option/],
+    [() => new Redlock(server.url, { replicaAck: { replica: 1 } }), 'ERR_RELOCK_INVALID_ARGUMENT', /did you mean replicas\?/],
+    [() => new Redlock(server.url, { sentinel: { name: 'm', nmae: 'x' } }), 'ERR_RELOCK_INVALID_ARGUMENT', /options.sentinel.nmae is not an option/],
   ]
   for (const [make, code, pattern] of cases) {
     assert.throws(make, (error) => {

@@ -341,7 +341,7 @@ impl NativeClient {
     token: String,
     ttl: f64,
   ) -> napi::Result<()> {
-    let ttl_ms = validate::positive_millis("ttl", ttl).map_err(to_js)?;
+    let ttl_ms = validate::lease("ttl", ttl).map_err(to_js)?;
     let core = self.core.clone();
     self.start(&env, id, async move {
       Ok(Outcome::Flag(
@@ -366,7 +366,7 @@ impl NativeClient {
     ttl: f64,
     retry: Option<LockConfig>,
   ) -> napi::Result<(u64, RetryPolicy)> {
-    let ttl_ms = validate::positive_millis("ttl", ttl).map_err(to_js)?;
+    let ttl_ms = validate::lease("ttl", ttl).map_err(to_js)?;
     let retry = match retry {
       Some(config) => retry_policy(&config, &self.core.options().retry).map_err(to_js)?,
       None => self.core.options().retry.clone(),
@@ -574,7 +574,7 @@ pub const DEFAULT_WAIT_TIMEOUT_MS: u64 = 10_000;
 
 fn acquire_options(config: &AcquireConfig) -> core::Result<AcquireOptions> {
   let ttl_ms = config.ttl.map_or(Ok(DEFAULT_ACQUIRE_TTL_MS), |v| {
-    validate::positive_millis("ttl", v)
+    validate::lease("ttl", v)
   })?;
   let wait = match config.wait_timeout {
     None => Some(Duration::from_millis(DEFAULT_WAIT_TIMEOUT_MS)),
@@ -586,9 +586,7 @@ fn acquire_options(config: &AcquireConfig) -> core::Result<AcquireOptions> {
   };
   let max_hold = match config.max_hold {
     None => None,
-    Some(v) => Some(Duration::from_millis(validate::positive_millis(
-      "maxHold", v,
-    )?)),
+    Some(v) => Some(Duration::from_millis(validate::lease("maxHold", v)?)),
   };
   Ok(AcquireOptions {
     ttl_ms,
@@ -656,7 +654,7 @@ impl NativeLock {
 
   #[napi]
   pub async fn extend(&self, ttl: f64) -> napi::Result<()> {
-    let ttl_ms = validate::positive_millis("ttl", ttl).map_err(to_js)?;
+    let ttl_ms = validate::lease("ttl", ttl).map_err(to_js)?;
     self.held.extend(ttl_ms).await.map_err(to_js)
   }
 }

@@ -15,6 +15,21 @@ pub const MAX_TOKEN_BYTES: usize = 1024;
 /// Node.js honours as well).
 pub const MAX_MILLIS: u64 = i32::MAX as u64;
 
+/// Shortest lease accepted. Below it a lock hardly exists: the clock-drift margin (2 ms plus 1 %)
+/// and one round trip eat the validity, and the watchdog would renew every few milliseconds.
+pub const MIN_TTL_MS: u64 = 100;
+
+/// A lease (`ttl`, `maxHold`): a whole number of milliseconds in `MIN_TTL_MS..=MAX_MILLIS`.
+pub fn lease(name: &str, value: f64) -> Result<u64> {
+  let millis = positive_millis(name, value)?;
+  if millis < MIN_TTL_MS {
+    return Err(Error::invalid_argument(format!(
+      "{name} must be at least {MIN_TTL_MS} ms, got {value}: a shorter lease would expire before it could be used"
+    )));
+  }
+  Ok(millis)
+}
+
 pub fn key(key: &str) -> Result<()> {
   if key.is_empty() {
     return Err(Error::invalid_argument("key must be a non-empty string"));
