@@ -146,6 +146,8 @@ export interface LockStats {
   aborted: number
   /** Calls that failed for another reason (hosts down, no quorum, …). */
   failed: number
+  /** Held locks released, and calls and waits ended, by `close()` (not counted as lost or failed). */
+  closed: number
 }
 
 /** The state of one lock on one host, as `inspect` reports it. */
@@ -169,7 +171,8 @@ export interface LockInfo {
 /** The events a client emits, with what each carries. */
 export interface RedlockEvents {
   acquired: [{ key: string; fence: number; waitedMs: number }]
-  released: [{ key: string; fence: number; heldMs: number }]
+  /** `closed`: released by `close()` rather than through the handle. */
+  released: [{ key: string; fence: number; heldMs: number; closed: boolean }]
   extended: [{ key: string; fence: number; ttl: number }]
   lost: [{ key: string; fence: number; error: RelockError }]
   timeout: [{ key: string; waitedMs: number }]

@@ -149,7 +149,7 @@ class Hold {
     this.state = 'releasing'
     try {
       const released = await this.release()
-      if (released) this.notify('released', { key: this.native.key, fence: this.native.fence, heldMs: performance.now() - this.acquiredAt })
+      if (released) this.notify('released', { key: this.native.key, fence: this.native.fence, heldMs: performance.now() - this.acquiredAt, closed: false })
       return released
     } finally {
       this.state = 'ended'
@@ -524,10 +524,13 @@ class Redlock extends EventEmitter {
     this.#calls.clear()
     clientsWithCallsInFlight.delete(this)
     await closing
-    // The native side released these locks; their signals must have aborted by the time
-    // close() resolves, whichever callback arrives first.
+    // The native side released these locks. Closing is not losing: their signals abort with
+    // ERR_RELOCK_CLOSED, onLost is not called, and they are reported as released.
     for (const hold of this.#holds) {
-      hold.controller.abort(new RelockError('ERR_RELOCK_CLOSED', `the client was closed while holding '${hold.native.key}'`))
+      const { key, fence } = hold.native
+      hold.state = 'ended'
+      hold.controller.abort(new RelockError('ERR_RELOCK_CLOSED', `the client was closed while holding '${key}'`))
+      this.#notify('released', { key, fence, heldMs: performance.now() - hold.acquiredAt, closed: true })
     }
     this.#holds.clear()
   }

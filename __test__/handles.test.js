@@ -343,9 +343,13 @@ test('fences over Redlock grow with every holder, whichever majority answers', a
   }
 })
 
-test('close ends waits, stops the watchdogs and releases held locks', async () => {
+test('close ends waits, stops the watchdogs and releases held locks; closing is not losing', async () => {
   const client = new Redlock(server.url)
-  const held = await client.acquire('held-at-close', { ttl: 5000 })
+  const lostReports = []
+  const released = []
+  client.on('lost', (event) => lostReports.push(event))
+  client.on('released', (event) => released.push(event))
+  const held = await client.acquire('held-at-close', { ttl: 5000, onLost: (reason) => lostReports.push(reason) })
   const plain = await locks.lock('blocked-at-close', 5000)
   const waiting = assert.rejects(client.acquire('blocked-at-close', { waitTimeout: 10000 }), { code: 'ERR_RELOCK_CLOSED' })
   await sleep(50)
@@ -353,7 +357,15 @@ test('close ends waits, stops the watchdogs and releases held locks', async () =
   await waiting
   assert.equal(held.signal.aborted, true)
   assert.equal(held.signal.reason.code, 'ERR_RELOCK_CLOSED')
+  assert.equal(held.isValid(), false)
   assert.equal(server.cli('EXISTS', 'held-at-close'), '0', 'released by close')
+  assert.deepEqual(lostReports, [], 'close() reported a lock as lost')
+  assert.deepEqual(released.map(({ key, closed }) => ({ key, closed })), [{ key: 'held-at-close', closed: true }])
+  const stats = client.stats()
+  assert.equal(stats.lost, 0)
+  assert.equal(stats.failed, 0)
+  assert.equal(stats.closed, 2, 'the held lock and the wait')
+  assert.equal(await held.release(), false, 'close() released it before')
   await assert.rejects(client.acquire('x'), { code: 'ERR_RELOCK_CLOSED' })
   await locks.unlock('blocked-at-close', plain)
 })

@@ -410,6 +410,7 @@ impl NativeClient {
       wait_timed_out: counts.wait_timed_out as f64,
       aborted: counts.aborted as f64,
       failed: counts.failed as f64,
+      closed: counts.closed as f64,
     }
   }
 
@@ -504,6 +505,8 @@ pub struct LockStats {
   pub aborted: f64,
   /// Calls that failed for another reason (hosts down, no quorum, …).
   pub failed: f64,
+  /// Held locks released, and calls and waits ended, by `close()`.
+  pub closed: f64,
 }
 
 /// The state of one lock on one host.

@@ -123,6 +123,7 @@ impl Client {
       Err(error) => Some(match error.kind() {
         ErrorKind::WaitTimeout => Event::WaitTimedOut,
         ErrorKind::Aborted => Event::Aborted,
+        ErrorKind::Closed => Event::Closed,
         _ => Event::Failed,
       }),
     };

@@ -12,7 +12,7 @@ use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::quorum;
 use crate::core::stats::Event;
 
-/// Called once, from a tokio thread, when a held lock is lost (or ended by `close`).
+/// Called once, from a tokio thread, when a held lock is lost (not when `close` ends it).
 pub type LostCallback = Box<dyn Fn(&Error) + Send + Sync>;
 
 /// Renewal starts this long after the previous one, as a share of the ttl.
@@ -239,10 +239,16 @@ impl HeldLock {
     state.phase = Phase::Lost;
     state.lost = Some(reason.clone());
     drop(state);
-    self.client.stats().record(Event::Lost);
     self.released.cancel();
-    if let Some(on_lost) = self.on_lost.lock().expect("lost callback").take() {
-      on_lost(&reason);
+    let on_lost = self.on_lost.lock().expect("lost callback").take();
+    if reason.kind() == ErrorKind::Closed {
+      // Closing is not losing: the owner asked for it, and learns it from `close()` itself.
+      self.client.stats().record(Event::Closed);
+    } else {
+      self.client.stats().record(Event::Lost);
+      if let Some(on_lost) = on_lost {
+        on_lost(&reason);
+      }
     }
     reason
   }

@@ -24,9 +24,11 @@ pub enum Event {
   Aborted,
   /// A call failed for another reason (host down, no quorum, …).
   Failed,
+  /// A held lock was released, or a call or wait ended, because the client was closed.
+  Closed,
 }
 
-const EVENTS: usize = 10;
+const EVENTS: usize = 11;
 
 #[derive(Default)]
 pub struct Stats {
@@ -46,6 +48,7 @@ pub struct Counts {
   pub wait_timed_out: u64,
   pub aborted: u64,
   pub failed: u64,
+  pub closed: u64,
 }
 
 impl Stats {
@@ -66,6 +69,7 @@ impl Stats {
       wait_timed_out: read(Event::WaitTimedOut),
       aborted: read(Event::Aborted),
       failed: read(Event::Failed),
+      closed: read(Event::Closed),
     }
   }
 }
