@@ -225,3 +225,6 @@ export declare class Redlock extends EventEmitter {
   /** Ends pending calls and waits with `ERR_RELOCK_CLOSED`, refuses new ones, and releases the locks held through handles. */
   close(): Promise<void>
 }
+
+/** The client, also as the default export: `import Redlock from 'relock'`. */
+export default Redlock

@@ -249,11 +249,18 @@ class Lock {
   }
 }
 
-// PEM material may come as a string or as the Buffer that fs.readFileSync returns.
+// PEM material may come as a string or as the Buffer that fs.readFileSync returns; a file path
+// in its place is refused now rather than failing at the first connection.
 function pem(name, value) {
-  if (value === undefined || typeof value === 'string') return value
-  if (Buffer.isBuffer(value)) return value.toString('utf8')
-  throw invalid(`options.tls.${name} must be a PEM string or Buffer, got ${describe(value)}`)
+  if (value === undefined) return value
+  if (typeof value !== 'string' && !Buffer.isBuffer(value)) {
+    throw invalid(`options.tls.${name} must be a PEM string or Buffer, got ${describe(value)}`)
+  }
+  const text = Buffer.isBuffer(value) ? value.toString('utf8') : value
+  if (!text.includes('-----BEGIN')) {
+    throw invalid(`options.tls.${name} holds no PEM block (-----BEGIN …); if it is a file path, pass the file's contents: fs.readFileSync(path)`)
+  }
+  return text
 }
 
 function nativeClientOptions(options) {
@@ -540,4 +547,5 @@ class Redlock extends EventEmitter {
   }
 }
 
-module.exports = { Redlock, RelockError, Lock }
+// `default` too: node-redlock users write `import Redlock from 'relock'`.
+module.exports = { Redlock, RelockError, Lock, default: Redlock }

@@ -2,3 +2,4 @@
 import relock from './index.js'
 
 export const { Redlock, RelockError, Lock } = relock
+export default relock.Redlock

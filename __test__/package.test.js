@@ -45,7 +45,7 @@ after(async () => {
 test('the tarball holds only what a user needs', () => {
   const files = run('tar', ['-tzf', path.join(work, 'relock-0.1.0.tgz')], work).trim().split('\n').sort()
   assert.deepEqual(files, [
-    'package/README.md', 'package/bin/relock.js', 'package/binding.d.ts', 'package/binding.js',
+    'package/LICENSE', 'package/README.md', 'package/bin/relock.js', 'package/binding.d.ts', 'package/binding.js',
     'package/index.d.ts', 'package/index.js', 'package/index.mjs', 'package/package.json',
   ])
   const platformFiles = run('tar', ['-tzf', path.join(work, 'relock-linux-x64-gnu-0.1.0.tgz')], work).trim().split('\n').sort()

@@ -1,11 +1,12 @@
 // Compiled with `tsc --noEmit --strict` by the test command: every exported name, used as
 // the README shows it. It is type-checked, not run.
-import { Lock, Redlock, RelockError } from '..'
+import RedlockDefault, { Lock, Redlock, RelockError } from '..'
 import type { AcquireOptions, LockInfo, LockStats, LockWithValidity, RedlockEvents, RedlockOptions, RelockErrorCode, RetryOptions, TlsOptions } from '..'
 
 async function example(): Promise<void> {
   const options: RedlockOptions = { connectTimeout: 2000, commandTimeout: 1000, driftFactor: 0.01, retryCount: 3, retryDelay: 50, retryJitter: 50, retryTimeout: 1000 }
   const locks = new Redlock('redis://127.0.0.1:6379', options)
+  const sameClass: typeof Redlock = RedlockDefault
   const redlock = new Redlock(['redis://127.0.0.1:7001', 'redis://127.0.0.1:7002', 'redis://127.0.0.1:7003'])
   const tls: TlsOptions = { ca: Buffer.from('-----BEGIN CERTIFICATE-----'), cert: 'PEM', key: 'PEM', dangerouslyAcceptAnyCertificate: false }
   const secure = new Redlock('rediss://redis.internal:6380', { username: 'locker', password: 'secret', tls, replicaAck: { replicas: 1, timeout: 50, policy: 'warn' } })

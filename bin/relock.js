@@ -25,7 +25,7 @@ function parse(argv) {
     if (arg === '--url') options.urls.push(argv[++i])
     else if (arg === '--json') options.json = true
     else if (arg === '--yes') options.yes = true
-    else if (arg === '--limit') options.limit = Number(argv[++i])
+    else if (arg === '--limit') options.limit = limitOf(argv[++i])
     else if (arg === '--help' || arg === '-h') options.help = true
     else if (arg.startsWith('--')) throw new UsageError(`unknown option ${arg}`)
     else options.positional.push(arg)
@@ -36,6 +36,12 @@ function parse(argv) {
 }
 
 class UsageError extends Error {}
+
+function limitOf(value) {
+  const limit = Number(value)
+  if (!Number.isInteger(limit) || limit < 1 || limit > 10000) throw new UsageError(`--limit must be a whole number from 1 to 10000, got ${value === undefined ? 'nothing' : JSON.stringify(value)}`)
+  return limit
+}
 
 function table(rows, columns) {
   const widths = columns.map((column) => Math.max(column.length, ...rows.map((row) => String(row[column] ?? '').length)))

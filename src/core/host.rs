@@ -420,7 +420,14 @@ impl Host {
         self.connect_timeout.as_millis(),
         self.command_timeout.as_millis()
       ),
+      ErrorKind::Auth if error.kind() == RedisKind::Server(ServerErrorKind::NoPerm) => format!(
+        "permission denied: the ACL user may not run what this call needs ({})",
+        error.detail().unwrap_or("")
+      ),
       ErrorKind::Auth => format!("authentication failed: {}", error.detail().unwrap_or("")),
+      ErrorKind::Connection if error.kind() == RedisKind::Parse => {
+        "the server answered, but not in the Redis protocol: not a Redis server (check the host and port)".to_owned()
+      }
       _ => error.to_string(),
     };
     Error::new(
@@ -544,7 +551,7 @@ fn classify(error: &RedisError) -> ErrorKind {
     return ErrorKind::Auth;
   }
   match error.kind() {
-    RedisKind::Io => ErrorKind::Connection,
+    RedisKind::Io | RedisKind::Parse => ErrorKind::Connection,
     RedisKind::Server(ServerErrorKind::NoPerm) => ErrorKind::Auth,
     _ => ErrorKind::Redis,
   }
@@ -573,9 +580,59 @@ fn parse_url(url: &str) -> Result<redis::ConnectionInfo> {
       ))
     }
   }
-  url
+  let (address, query) = match url.split_once('?') {
+    Some((address, query)) => (address, Some(query)),
+    None => (url, None),
+  };
+  let info = address
     .into_connection_info()
-    .map_err(|e| invalid_url(url, e.detail().unwrap_or(&e.to_string())))
+    .map_err(|e| invalid_url(url, e.detail().unwrap_or(&e.to_string())))?;
+  match query {
+    Some(query) => apply_query(url, info, query),
+    None => Ok(info),
+  }
+}
+
+/// URL parameters: `db` (the database, as Unix socket URLs write it) is the only one. Anything
+/// else is refused rather than ignored.
+fn apply_query(
+  url: &str,
+  info: redis::ConnectionInfo,
+  query: &str,
+) -> Result<redis::ConnectionInfo> {
+  let mut db = None;
+  for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+    if name != "db" {
+      return Err(invalid_url(
+        url,
+        &format!("unknown URL parameter '{name}' (the only one is db)"),
+      ));
+    }
+    let number = value
+      .parse::<i64>()
+      .ok()
+      .filter(|number| *number >= 0)
+      .ok_or_else(|| {
+        invalid_url(
+          url,
+          &format!("db must be a database number, got '{value}'"),
+        )
+      })?;
+    db = Some(number);
+  }
+  let Some(db) = db else {
+    return Ok(info);
+  };
+  let from_path = info.redis_settings().db();
+  if from_path != 0 && from_path != db {
+    return Err(invalid_url(
+      url,
+      &format!("it names database {from_path} and ?db={db}; name one"),
+    ));
+  }
+  let settings = info.redis_settings().clone().set_db(db);
+  Ok(info.set_redis_settings(settings))
 }
 
 fn invalid_url(url: &str, why: &str) -> Error {
