@@ -26,6 +26,11 @@ function toRelockError(error) {
   return new RelockError('ERR_RELOCK_INTERNAL', `unexpected failure: ${error && error.message}`, { cause: error })
 }
 
+// A failure that the native core handed over as data: `{ code, message, cause? }`.
+function errorFromRecord({ code, message, cause }) {
+  return new RelockError(code, message, cause ? { cause: errorFromRecord(cause) } : undefined)
+}
+
 function invalid(message) {
   return new RelockError('ERR_RELOCK_INVALID_ARGUMENT', message)
 }
@@ -363,7 +368,7 @@ class Redlock extends EventEmitter {
       const call = this.#calls.get(id)
       if (!call) continue // settled by close() already
       this.#calls.delete(id)
-      if (!records[at + 1]) call.reject(toRelockError(new Error(records[at + 2])))
+      if (!records[at + 1]) call.reject(errorFromRecord(records[at + 2]))
       else if (records[at + 3] !== undefined) call.resolve({ token: records[at + 2], validity: records[at + 3] })
       else call.resolve(records[at + 2])
     }

@@ -146,6 +146,40 @@ test('an unreachable host rejects within connectTimeout', async () => {
   await nobody.close()
 })
 
+test('acquire on hosts unreachable from the start fails at once with their error, counted as failed', async () => {
+  const ports = [await freePort(), await freePort(), await freePort()]
+  for (const urls of [[`redis://127.0.0.1:${ports[0]}`], ports.map((port) => `redis://127.0.0.1:${port}`)]) {
+    const nobody = new Redlock(urls, fast)
+    const started = performance.now()
+    const error = await nobody.acquire('k', { waitTimeout: 10_000 }).then(() => null, (e) => e)
+    const took = performance.now() - started
+    assert.equal(error.code, urls.length === 1 ? 'ERR_RELOCK_CONNECTION' : 'ERR_RELOCK_NO_QUORUM', error.message)
+    assert.ok(took < 1500, `took ${Math.round(took)} ms of a 10 s wait`)
+    assert.equal(nobody.stats().failed, 1)
+    assert.equal(nobody.stats().waitTimedOut, 0)
+    await nobody.close()
+  }
+})
+
+test('a wait that times out while its host fails carries the failure as its cause', async () => {
+  const host = await RedisServer.start()
+  const locks = new Redlock(host.url, fast)
+  try {
+    host.cli('SET', 'cause', 'someone', 'PX', '600')
+    const waiting = locks.acquire('cause', { waitTimeout: 1500 }).then(() => null, (e) => e)
+    await sleep(100)
+    await host.kill()
+    const error = await waiting
+    assert.equal(error.code, 'ERR_RELOCK_WAIT_TIMEOUT')
+    assert.ok(error.cause, 'no cause')
+    assert.ok(['ERR_RELOCK_CONNECTION', 'ERR_RELOCK_TIMEOUT'].includes(error.cause.code), error.cause.code)
+    assert.match(error.cause.message, new RegExp(`127\\.0\\.0\\.1:${host.port}`))
+  } finally {
+    await locks.close()
+    await host.stop()
+  }
+})
+
 test('a host that accepts but never answers rejects within the bounds', async () => {
   // A listening socket that never speaks Redis: the connection handshake cannot finish.
   const net = require('node:net')

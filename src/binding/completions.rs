@@ -68,7 +68,8 @@ impl Completions {
   }
 
   /// Takes every queued result as a flat array of `[id, ok, value, extra]` records: `ok` is
-  /// false for a failure (then `value` is the coded message), `extra` is the validity of a lease.
+  /// false for a failure (then `value` is `{ code, message, cause }`), `extra` is the validity
+  /// of a lease.
   pub fn take<'env>(&self, env: &'env Env) -> napi::Result<Array<'env>> {
     self.wake_pending.store(false, Ordering::Release);
     let ready = std::mem::take(&mut *self.ready.lock().expect("completions lock"));
@@ -86,7 +87,7 @@ impl Completions {
         }
         Outcome::Lease(None) => records.set(at + 2, Option::<&str>::None)?,
         Outcome::Held(held) => records.set(at + 2, NativeLock { held: held.clone() })?,
-        Outcome::Failed(error) => records.set(at + 2, error.to_string())?,
+        Outcome::Failed(error) => records.set(at + 2, error_record(env, error)?)?,
       }
     }
     let left = self
@@ -99,4 +100,15 @@ impl Completions {
     }
     Ok(records)
   }
+}
+
+/// A failure as plain data: `{ code, message, cause? }`, the cause in the same shape.
+fn error_record<'env>(env: &'env Env, error: &core::Error) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
+  let mut record = napi::bindgen_prelude::Object::new(env)?;
+  record.set("code", error.code())?;
+  record.set("message", error.message())?;
+  if let Some(cause) = error.cause() {
+    record.set("cause", error_record(env, cause)?)?;
+  }
+  Ok(record)
 }

@@ -177,16 +177,20 @@ impl Stop<'_> {
 
   fn timed_out(&self, last_failure: Option<&Error>) -> Error {
     let waited = self.started.elapsed().as_millis();
-    let cause = last_failure
-      .map(|e| format!("; last failure: {e}"))
-      .unwrap_or_default();
-    Error::new(
+    let error = Error::new(
       ErrorKind::WaitTimeout,
       format!(
-        "'{}' was not acquired within the wait timeout ({waited} ms){cause}",
-        self.key
+        "'{}' was not acquired within the wait timeout ({waited} ms){}",
+        self.key,
+        last_failure
+          .map(|e| format!("; the last attempt failed: {e}"))
+          .unwrap_or_default()
       ),
-    )
+    );
+    match last_failure {
+      Some(failure) => error.with_cause(failure.clone()),
+      None => error,
+    }
   }
 
   /// Waits for `wake` until a stop reason or the deadline comes.
@@ -331,6 +335,10 @@ impl Client {
     // round trip; the attempt right after subscribing catches a release in between.
     let mut subscription = None;
     let mut last_failure = None;
+    // Until a host has answered, a failure is the answer: hosts that cannot be reached from
+    // the start (a wrong address, refused credentials, all down) fail the call at once, as they
+    // fail `lock`. Once the wait is under way, failures are retried until the wait times out.
+    let mut answered = false;
     loop {
       stop.check(last_failure.as_ref())?;
       // The attempt runs as its own task, so that an abort or the end of the wait does not have
@@ -354,8 +362,10 @@ impl Client {
         ),
       };
       leftovers.attempt = None;
+      answered |= tried.is_ok();
       let recheck = match tried {
         Ok(Try::Taken(grant)) => return Ok(grant),
+        Err(error) if !answered => return Err(error),
         Ok(Try::Busy(_)) if subscription.is_none() => {
           stop.until(undo.finished(), last_failure.as_ref()).await?;
           subscription = Some(self.subscribe_within_bound(&keys.channel, stop).await?);
@@ -522,6 +532,7 @@ impl Client {
     let handed_over_lease = lease.min(FAIR_LIVENESS);
     let drift = lease.mul_f64(self.options().drift_factor) + Duration::from_millis(2);
     let mut last_failure = None;
+    let mut answered = false;
     loop {
       stop.check(last_failure.as_ref())?;
       // Any hand-over to us happens after this request ran, so a lease counted from here is on
@@ -533,6 +544,7 @@ impl Client {
       // An abort does not wait for the answer; leaving the queue afterwards goes out on the
       // same connection, after this request.
       let reply = stop.until(request, last_failure.as_ref()).await?;
+      answered |= reply.is_ok();
       if place.joined.is_some() {
         self.fair_lines().joined(&keys.lock, &mut place);
       }
@@ -562,6 +574,7 @@ impl Client {
           continue;
         }
         Ok(reply) => recheck_after(reply.get(1).copied().filter(|ttl| *ttl >= 0)).min(heartbeat),
+        Err(error) if !answered => return Err(error),
         Err(error) if is_transient(&error) => {
           last_failure = Some(error);
           self.options().retry.pause().min(heartbeat)

@@ -67,6 +67,8 @@ impl ErrorKind {
 pub struct Error {
   kind: ErrorKind,
   message: String,
+  /// The failure behind this one (a wait that timed out while its hosts failed, say).
+  cause: Option<Box<Error>>,
 }
 
 impl Error {
@@ -74,7 +76,17 @@ impl Error {
     Error {
       kind,
       message: message.into(),
+      cause: None,
     }
+  }
+
+  pub fn with_cause(mut self, cause: Error) -> Self {
+    self.cause = Some(Box::new(cause));
+    self
+  }
+
+  pub fn cause(&self) -> Option<&Error> {
+    self.cause.as_deref()
   }
 
   pub fn invalid_argument(message: impl Into<String>) -> Self {
