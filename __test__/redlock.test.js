@@ -188,3 +188,19 @@ test('retries spread out with jitter and respect the time budget', async () => {
   assert.ok(token, 'a retry takes the lock once it is released')
   await locks.close()
 })
+
+test('one server given under two names is found out by its run id, and the client refuses to go on', async () => {
+  const [a, b] = three
+  const locks = new Redlock([a.url, `redis://localhost:${a.port}`, b.url], fast)
+  try {
+    await locks.lock('twice', 1000).catch(() => null) // the first call starts the check
+    const error = await eventually(async () => {
+      const outcome = await locks.lock('twice', 1000).then(() => null, (e) => e)
+      return outcome && outcome.code === 'ERR_RELOCK_INVALID_ARGUMENT' ? outcome : null
+    }, 'refusing the client')
+    assert.match(error.message, new RegExp(`redis://127\\.0\\.0\\.1:${a.port} and redis://localhost:${a.port} are the same Redis server`))
+    await assert.rejects(locks.acquire('twice', { waitTimeout: 100 }), { code: 'ERR_RELOCK_INVALID_ARGUMENT' })
+  } finally {
+    await locks.close()
+  }
+})

@@ -218,11 +218,19 @@ enum Try {
   Busy(Duration),
 }
 
+/// One attempt's outcome, the undo of what it left, and whether any host answered it (as
+/// opposed to every host failing).
+struct Attempted {
+  outcome: Result<Try>,
+  undo: Undo,
+  answered: bool,
+}
+
 /// What a wait that ended without the lock may have left in Redis: an attempt still in flight,
 /// whose answer was not awaited. (A failed attempt's own undo removes what it may have taken.)
 #[derive(Default)]
 struct Leftovers {
-  attempt: Option<JoinHandle<(Result<Try>, Undo)>>,
+  attempt: Option<JoinHandle<Attempted>>,
 }
 
 impl Client {
@@ -307,8 +315,8 @@ impl Client {
     let client = self.clone();
     self.track(async move {
       if let Some(attempt) = leftovers.attempt {
-        if let Ok((_, undo)) = attempt.await {
-          undo.finished().await;
+        if let Ok(attempted) = attempt.await {
+          attempted.undo.finished().await;
         }
       }
       let _ = client.release_on_quorum(&keys.lock, &token).await;
@@ -336,9 +344,11 @@ impl Client {
     let mut subscription = None;
     let mut last_failure = None;
     // Until a host has answered, a failure is the answer: hosts that cannot be reached from
-    // the start (a wrong address, refused credentials, all down) fail the call at once, as they
-    // fail `lock`. Once the wait is under way, failures are retried until the wait times out.
+    // the start (a wrong address, refused credentials, all down) fail the call after a second
+    // try (the first may meet a connection that a restart broke), as they fail `lock`. Once
+    // the wait is under way, failures are retried until the wait times out.
     let mut answered = false;
+    let mut unreachable_tries = 0;
     loop {
       stop.check(last_failure.as_ref())?;
       // The attempt runs as its own task, so that an abort or the end of the wait does not have
@@ -351,21 +361,28 @@ impl Client {
           .try_acquire(&attempt_keys, &attempt_token, &attempt_options)
           .await
       }));
-      let (tried, undo) = match stop.until(attempt, last_failure.as_ref()).await? {
-        Ok(answer) => answer,
-        Err(panicked) => (
-          Err(Error::new(
+      let Attempted {
+        outcome,
+        undo,
+        answered: answered_now,
+      } = match stop.until(attempt, last_failure.as_ref()).await? {
+        Ok(attempted) => attempted,
+        Err(panicked) => Attempted {
+          outcome: Err(Error::new(
             ErrorKind::Internal,
             format!("an attempt on '{}' failed: {panicked}", keys.lock),
           )),
-          Undo::none(),
-        ),
+          undo: Undo::none(),
+          answered: false,
+        },
       };
       leftovers.attempt = None;
-      answered |= tried.is_ok();
-      let recheck = match tried {
+      answered |= answered_now;
+      let unreachable = !answered && outcome.as_ref().is_err_and(is_unreachable);
+      unreachable_tries = if unreachable { unreachable_tries + 1 } else { 0 };
+      let recheck = match outcome {
         Ok(Try::Taken(grant)) => return Ok(grant),
-        Err(error) if !answered => return Err(error),
+        Err(error) if unreachable_tries >= 2 => return Err(error),
         Ok(Try::Busy(_)) if subscription.is_none() => {
           stop.until(undo.finished(), last_failure.as_ref()).await?;
           subscription = Some(self.subscribe_within_bound(&keys.channel, stop).await?);
@@ -408,7 +425,15 @@ impl Client {
     keys: &LockKeys,
     token: &str,
     options: &AcquireOptions,
-  ) -> (Result<Try>, Undo) {
+  ) -> Attempted {
+    self.check_hosts_once();
+    if let Err(error) = self.ensure_open() {
+      return Attempted {
+        outcome: Err(error),
+        undo: Undo::none(),
+        answered: false,
+      };
+    }
     let started = Instant::now();
     let lease_ms = options.lease_ms();
     let (lock, fence): (Arc<str>, Arc<str>) = (
@@ -432,16 +457,22 @@ impl Client {
     .await;
     let fences: Vec<(usize, i64)> = tally.yes.clone();
     let holder_ttl = tally.holder_ttl_ms;
+    let answered = !tally.yes.is_empty() || tally.no > 0;
     let (settled, undo) = self
       .settle(&keys.lock, token, lease_ms, started, tally)
       .await;
+    let attempted = |outcome, undo| Attempted {
+      outcome,
+      undo,
+      answered,
+    };
     let lease = match settled {
       Ok(Some(lease)) => lease,
-      Ok(None) => return (Ok(Try::Busy(recheck_after(holder_ttl))), undo),
-      Err(error) => return (Err(error), undo),
+      Ok(None) => return attempted(Ok(Try::Busy(recheck_after(holder_ttl))), undo),
+      Err(error) => return attempted(Err(error), undo),
     };
     match self.agree_on_fence(keys, &fences).await {
-      Ok(fence) => (
+      Ok(fence) => attempted(
         Ok(Try::Taken(Grant {
           key: keys.lock.clone(),
           token: lease.token,
@@ -455,7 +486,7 @@ impl Client {
       ),
       Err(error) => {
         let undo = self.undo::<()>(&keys.lock, token, Vec::new(), Wake::Waiters);
-        (Err(error), undo)
+        attempted(Err(error), undo)
       }
     }
   }
@@ -533,6 +564,7 @@ impl Client {
     let drift = lease.mul_f64(self.options().drift_factor) + Duration::from_millis(2);
     let mut last_failure = None;
     let mut answered = false;
+    let mut unreachable_tries = 0;
     loop {
       stop.check(last_failure.as_ref())?;
       // Any hand-over to us happens after this request ran, so a lease counted from here is on
@@ -545,6 +577,8 @@ impl Client {
       // same connection, after this request.
       let reply = stop.until(request, last_failure.as_ref()).await?;
       answered |= reply.is_ok();
+      let unreachable = !answered && reply.as_ref().is_err_and(is_unreachable);
+      unreachable_tries = if unreachable { unreachable_tries + 1 } else { 0 };
       if place.joined.is_some() {
         self.fair_lines().joined(&keys.lock, &mut place);
       }
@@ -574,7 +608,7 @@ impl Client {
           continue;
         }
         Ok(reply) => recheck_after(reply.get(1).copied().filter(|ttl| *ttl >= 0)).min(heartbeat),
-        Err(error) if !answered => return Err(error),
+        Err(error) if unreachable_tries >= 2 => return Err(error),
         Err(error) if is_transient(&error) => {
           last_failure = Some(error);
           self.options().retry.pause().min(heartbeat)
@@ -635,6 +669,15 @@ impl Client {
       max_hold: options.max_hold,
     })
   }
+}
+
+/// Failures that say the hosts cannot be used at all (nothing listens, credentials refused, a
+/// majority of them so), as opposed to a slow answer.
+fn is_unreachable(error: &Error) -> bool {
+  matches!(
+    error.kind(),
+    ErrorKind::Connection | ErrorKind::Auth | ErrorKind::NoQuorum
+  )
 }
 
 fn is_transient(error: &Error) -> bool {

@@ -46,6 +46,9 @@ pub struct Client {
   /// Guardian tasks of held locks; `close` waits for them to release their locks.
   guardians: TaskTracker,
   stats: Stats,
+  /// Set once the hosts turn out not to be independent (two URLs that reach one server).
+  misconfigured: Arc<std::sync::OnceLock<Error>>,
+  hosts_checked: std::sync::atomic::AtomicBool,
 }
 
 impl Client {
@@ -89,6 +92,8 @@ impl Client {
       fair_lines: FairLines::default(),
       guardians: TaskTracker::new(),
       stats: Stats::default(),
+      misconfigured: Arc::default(),
+      hosts_checked: std::sync::atomic::AtomicBool::new(false),
     })
   }
 
@@ -160,7 +165,50 @@ impl Client {
     if self.is_closed() {
       return Err(Error::closed());
     }
+    if let Some(error) = self.misconfigured.get() {
+      return Err(error.clone());
+    }
     Ok(())
+  }
+
+  /// On first use, checks in the background that no two Redlock hosts are one server reached
+  /// under two names (`localhost` and `127.0.0.1`, say), by the run id each server reports:
+  /// such a client would count one server's vote twice. From then on, every call is refused.
+  /// In the background, so that a host that is down or stalled delays no call.
+  pub fn check_hosts_once(&self) {
+    if self.hosts.len() < 2
+      || self
+        .hosts_checked
+        .swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+      return;
+    }
+    let (hosts, misconfigured) = (self.hosts.clone(), self.misconfigured.clone());
+    self.guardians.spawn(async move {
+      let run_ids = join_all(hosts.iter().map(|host| async move {
+        let info: Result<String> = host.query(redis::cmd("INFO").arg("server")).await;
+        info.ok().and_then(|info| {
+          info
+            .lines()
+            .find_map(|line| line.strip_prefix("run_id:").map(|id| id.trim().to_owned()))
+        })
+      }))
+      .await;
+      for (index, run_id) in run_ids.iter().enumerate() {
+        let Some(run_id) = run_id else { continue };
+        if let Some(earlier) = run_ids[..index]
+          .iter()
+          .position(|other| other.as_ref() == Some(run_id))
+        {
+          let _ = misconfigured.set(Error::invalid_argument(format!(
+            "{} and {} are the same Redis server (run id {run_id}); Redlock needs independent hosts",
+            hosts[earlier].label(),
+            hosts[index].label()
+          )));
+          return;
+        }
+      }
+    });
   }
 
   /// Takes `key` for `ttl_ms` with a fresh random token, retrying as `retry` says.
@@ -222,6 +270,7 @@ impl Client {
   }
 
   async fn try_lock(&self, key: &str, token: &str, ttl_ms: u64) -> Result<Attempt> {
+    self.check_hosts_once();
     let started = Instant::now();
     let shared_key: Arc<str> = Arc::from(key);
     let shared_token: Arc<str> = Arc::from(token);
