@@ -166,7 +166,12 @@ export interface LockInfo {
    * client's lock): `holder` is then null, and `forceRelease` refuses the key.
    */
   foreign: boolean
+  /** Why this host could not be asked, or null; its other fields are empty then. */
+  error: RelockError | null
 }
+
+/** The keys `list` found; `failedHosts` names the hosts that could not be asked. */
+export type LockListing = string[] & { readonly failedHosts: ReadonlyArray<{ host: string; error: RelockError }> }
 
 /** The events a client emits, with what each carries. */
 export interface RedlockEvents {
@@ -212,7 +217,7 @@ export declare class Redlock extends EventEmitter {
   /** The state of `key` on every host: holder, remaining ttl, fence, fair queue. */
   inspect(key: string): Promise<LockInfo[]>
   /** Lock keys matching a glob pattern, found with SCAN (never KEYS); at most `limit` (default and cap 10000). */
-  list(pattern: string, options?: { limit?: number }): Promise<string[]>
+  list(pattern: string, options?: { limit?: number }): Promise<LockListing>
   /**
    * Releases `key` whoever holds it, as its holder would (a fair waiter next in line gets it). For
    * operators. Rejects with ERR_RELOCK_INVALID_ARGUMENT, touching nothing, when the key holds

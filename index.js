@@ -509,15 +509,22 @@ class Redlock extends EventEmitter {
         fence: state.fence ?? null,
         waiters: state.waiters.map((waiter) => ({ token: waiter.token, expiresIn: waiter.expiresIn ?? null, ttl: waiter.ttl ?? null })),
         foreign: state.foreign,
+        error: state.error ? errorFromRecord(state.error) : null,
       }))
     })
   }
 
-  /** Lock keys matching a glob pattern, found with SCAN (never KEYS). */
+  /**
+   * Lock keys matching a glob pattern, found with SCAN (never KEYS). The array also carries
+   * `failedHosts`: the hosts that could not be asked, each with its error.
+   */
   list(pattern, options) {
-    return call(() => {
+    return call(async () => {
       expectString('pattern', pattern)
-      return this.#native.list(pattern, expectOptions('options', options, LIST_OPTIONS)?.limit)
+      const listing = await this.#native.list(pattern, expectOptions('options', options, LIST_OPTIONS)?.limit)
+      const keys = listing.keys
+      Object.defineProperty(keys, 'failedHosts', { value: listing.failedHosts.map((failure) => ({ host: failure.host, error: errorFromRecord(failure) })), enumerable: false })
+      return keys
     })
   }
 

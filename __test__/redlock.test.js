@@ -204,3 +204,34 @@ test('one server given under two names is found out by its run id, and the clien
     await locks.close()
   }
 })
+
+test('inspect, list and the relock command report per host when one host is down', async () => {
+  const hosts = await startServers(3)
+  const locks = new Redlock(hosts.map((h) => h.url), fast)
+  const cli = require('node:path').join(__dirname, '..', 'bin', 'relock.js')
+  const { spawnSync } = require('node:child_process')
+  try {
+    const token = await locks.lock('per-host', 30_000)
+    await hosts[2].kill()
+    const states = await locks.inspect('per-host')
+    assert.deepEqual(states.map((state) => state.holder), [token, token, null])
+    assert.deepEqual(states.map((state) => state.error?.code ?? null), [null, null, 'ERR_RELOCK_CONNECTION'])
+    const keys = await locks.list('per-*')
+    assert.deepEqual([...keys], ['per-host'])
+    assert.deepEqual(keys.failedHosts.map(({ host, error }) => [host, error.code]), [[hosts[2].url, 'ERR_RELOCK_CONNECTION']])
+    const urls = hosts.flatMap((h) => ['--url', h.url])
+    for (const command of [['inspect', 'per-host'], ['list', 'per-*']]) {
+      const run = spawnSync(process.execPath, [cli, ...command, ...urls], { encoding: 'utf8' })
+      assert.equal(run.status, 1, run.stderr)
+      assert.match(run.stdout, new RegExp(token), 'the answering hosts are shown')
+      assert.match(run.stderr, new RegExp(`${hosts[2].url.replace(/[.]/g, '\\.')} did not answer`))
+    }
+    assert.match(spawnSync(process.execPath, [cli, 'inspect', 'per-host', ...urls], { encoding: 'utf8' }).stdout, /\(unreachable: ERR_RELOCK_CONNECTION\)/)
+    await Promise.all(hosts.slice(0, 2).map((h) => h.kill()))
+    await assert.rejects(locks.inspect('per-host'), { code: 'ERR_RELOCK_NO_QUORUM' })
+    await assert.rejects(locks.list('per-*'), { code: 'ERR_RELOCK_NO_QUORUM' })
+  } finally {
+    await locks.close()
+    await Promise.all(hosts.map((h) => h.stop()))
+  }
+})

@@ -1,7 +1,7 @@
 // Compiled with `tsc --noEmit --strict` by the test command: every exported name, used as
 // the README shows it. It is type-checked, not run.
 import RedlockDefault, { Lock, Redlock, RelockError } from '..'
-import type { AcquireOptions, LockInfo, LockStats, LockWithValidity, RedlockEvents, RedlockOptions, RelockErrorCode, RetryOptions, TlsOptions } from '..'
+import type { AcquireOptions, LockInfo, LockListing, LockStats, LockWithValidity, RedlockEvents, RedlockOptions, RelockErrorCode, RetryOptions, TlsOptions } from '..'
 
 async function example(): Promise<void> {
   const options: RedlockOptions = { connectTimeout: 2000, commandTimeout: 1000, driftFactor: 0.01, retryCount: 3, retryDelay: 50, retryJitter: 50, retryTimeout: 1000 }
@@ -66,7 +66,9 @@ async function example(): Promise<void> {
   void listening
   const stats: LockStats = locks.stats()
   const info: LockInfo[] = await locks.inspect('order:42')
-  const keys: string[] = await locks.list('order:*', { limit: 10 })
+  const keys: LockListing = await locks.list('order:*', { limit: 10 })
+  const unreachable: string[] = keys.failedHosts.map(({ host, error }) => `${host}: ${error.code}`)
+  const hostErrors: Array<RelockErrorCode | undefined> = info.map((state) => state.error?.code)
   const forced: boolean = await locks.forceRelease('order:42')
   void [stats.acquired, info[0]?.waiters.length, keys, forced]
   const closed: boolean = locks.closed

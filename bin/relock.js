@@ -50,11 +50,23 @@ function table(rows, columns) {
 }
 
 const ms = (value) => (value === null || value === undefined ? '-' : `${value} ms`)
-const holderOf = (state) => state.holder ?? (state.foreign ? '(not a relock lock)' : '(free)')
+const holderOf = (state) => {
+  if (state.error) return `(unreachable: ${state.error.code})`
+  return state.holder ?? (state.foreign ? '(not a relock lock)' : '(free)')
+}
+
+// Hosts that could not be asked are marked in the output and make the command exit 1, after
+// the answers of the others have been printed.
+let someHostFailed = false
+function warnAbout(host, error) {
+  someHostFailed = true
+  console.error(`relock: ${host} did not answer: ${error.message} (${error.code})`)
+}
 
 async function inspect(locks, key, json) {
   const states = await locks.inspect(key)
-  if (json) return JSON.stringify(states, null, 2)
+  for (const state of states) if (state.error) warnAbout(state.host, state.error)
+  if (json) return JSON.stringify(states.map((state) => ({ ...state, error: state.error && { code: state.error.code, message: state.error.message } })), null, 2)
   const hosts = table(states.map((s) => ({ host: s.host, holder: holderOf(s), ttl: ms(s.ttl), fence: s.fence ?? '-', waiting: s.waiters.length })), ['host', 'holder', 'ttl', 'fence', 'waiting'])
   const queue = states.flatMap((s) => s.waiters.map((w, position) => ({ host: s.host, position: position + 1, token: w.token, 'asks for': ms(w.ttl), 'dropped in': ms(w.expiresIn) })))
   return queue.length ? `${hosts}\n\nfair queue:\n${table(queue, ['host', 'position', 'token', 'asks for', 'dropped in'])}` : hosts
@@ -62,9 +74,10 @@ async function inspect(locks, key, json) {
 
 async function list(locks, pattern, limit, json) {
   const keys = await locks.list(pattern, { limit })
+  for (const { host, error } of keys.failedHosts) warnAbout(host, error)
   const rows = []
   for (const key of keys) {
-    const [state] = await locks.inspect(key)
+    const state = (await locks.inspect(key)).find((answer) => !answer.error)
     rows.push({ key, holder: holderOf(state), ttl: ms(state.ttl), fence: state.fence ?? '-', waiting: state.waiters.length })
   }
   if (json) return JSON.stringify(rows, null, 2)
@@ -90,7 +103,7 @@ async function main() {
     if (command === 'inspect') console.log(await inspect(locks, argument, options.json))
     if (command === 'list') console.log(await list(locks, argument ?? '*', options.limit, options.json))
     if (command === 'release') console.log(await release(locks, argument, options.yes))
-    return 0
+    return someHostFailed ? 1 : 0
   } finally {
     await locks.close()
   }

@@ -423,14 +423,26 @@ impl NativeClient {
 
   /// Lock keys matching a glob `pattern`, by SCAN; at most `limit` (default and cap 10000).
   #[napi]
-  pub async fn list(&self, pattern: String, limit: Option<f64>) -> napi::Result<Vec<String>> {
+  pub async fn list(&self, pattern: String, limit: Option<f64>) -> napi::Result<ListingInfo> {
     let limit = match limit {
       Some(limit) => {
         validate::count("limit", limit, core::LIST_LIMIT as u64).map_err(to_js)? as usize
       }
       None => core::LIST_LIMIT,
     };
-    self.core.list(&pattern, limit).await.map_err(to_js)
+    let listing = self.core.list(&pattern, limit).await.map_err(to_js)?;
+    Ok(ListingInfo {
+      keys: listing.keys,
+      failed_hosts: listing
+        .failed
+        .into_iter()
+        .map(|(host, error)| HostFailure {
+          host,
+          code: error.code().to_owned(),
+          message: error.message().to_owned(),
+        })
+        .collect(),
+    })
   }
 
   /// Releases `key` whoever holds it; true if it was held and is now released.
@@ -524,6 +536,23 @@ pub struct LockInfo {
   /// True when the key holds something other than a relock lock (application data, another
   /// client's lock); `holder` is then null and `forceRelease` refuses the key.
   pub foreign: bool,
+  /// Why this host could not be asked (its other fields are then empty).
+  pub error: Option<HostFailure>,
+}
+
+/// A host that could not be asked, and why.
+#[napi(object)]
+pub struct HostFailure {
+  pub host: String,
+  pub code: String,
+  pub message: String,
+}
+
+/// What `list` found, and the hosts that could not be asked.
+#[napi(object)]
+pub struct ListingInfo {
+  pub keys: Vec<String>,
+  pub failed_hosts: Vec<HostFailure>,
 }
 
 #[napi(object)]
@@ -537,8 +566,9 @@ pub struct WaiterInfo {
 
 impl From<core::LockState> for LockInfo {
   fn from(state: core::LockState) -> LockInfo {
+    let host = state.host;
     LockInfo {
-      host: state.host,
+      host: host.clone(),
       holder: state.holder,
       ttl: state.ttl_ms.map(|ms| ms as f64),
       fence: state.fence.map(|fence| fence as f64),
@@ -552,6 +582,11 @@ impl From<core::LockState> for LockInfo {
         })
         .collect(),
       foreign: state.foreign,
+      error: state.error.map(|error| HostFailure {
+        host: host.clone(),
+        code: error.code().to_owned(),
+        message: error.message().to_owned(),
+      }),
     }
   }
 }

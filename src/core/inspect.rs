@@ -1,9 +1,11 @@
 //! Looking at locks from the outside: for operators, dashboards and the `relock` command.
 
+use futures_util::future::join_all;
 use redis::Value;
 
 use crate::core::client::Client;
 use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::host::Host;
 use crate::core::quorum::quorum_of;
 use crate::core::scripts::{LockKeys, Wake, INSPECT, LOCK_KINDS};
 use crate::core::validate;
@@ -23,6 +25,15 @@ pub struct LockState {
   /// True when the key holds something other than a relock lock (application data, or
   /// another client's lock): relock reports no holder for it and never releases it.
   pub foreign: bool,
+  /// Why this host could not be asked; the other fields are empty then.
+  pub error: Option<Error>,
+}
+
+/// Lock keys found by `list`, and the hosts that could not be asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing {
+  pub keys: Vec<String>,
+  pub failed: Vec<(String, Error)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,35 +49,72 @@ pub struct QueuedWaiter {
 pub const LIST_LIMIT: usize = 10_000;
 
 impl Client {
-  /// The state of `key` on every host.
+  /// The state of `key` on every host, asked at once. A host that fails is reported in its
+  /// entry, so that the others are still seen when one is down; only when every host fails is
+  /// the call a failure.
   pub async fn inspect(&self, key: &str) -> Result<Vec<LockState>> {
     validate::key(key)?;
+    self.ensure_open()?;
     let keys = LockKeys::new(key);
-    let mut states = Vec::new();
-    for host in self.hosts() {
-      self.ensure_open()?;
-      let reply: Vec<Value> = host.eval(&INSPECT, &keys.all(), &[]).await?;
-      states.push(parse_state(host.label(), reply).ok_or_else(|| {
-        Error::new(
-          ErrorKind::Redis,
-          format!("{}: unexpected reply to the inspect script", host.label()),
-        )
-      })?);
-    }
+    let answers = join_all(self.hosts().iter().map(|host| {
+      let keys = &keys;
+      async move {
+        let reply: Vec<Value> = host.eval(&INSPECT, &keys.all(), &[]).await?;
+        parse_state(host.label(), reply).ok_or_else(|| {
+          Error::new(
+            ErrorKind::Redis,
+            format!("{}: unexpected reply to the inspect script", host.label()),
+          )
+        })
+      }
+    }))
+    .await;
+    let states: Vec<LockState> = self
+      .hosts()
+      .iter()
+      .zip(answers)
+      .map(|(host, answer)| answer.unwrap_or_else(|error| LockState::failed(host.label(), error)))
+      .collect();
+    every_host_failed(states.iter().map(|state| state.error.as_ref()))?;
     Ok(states)
   }
 
   /// Lock keys matching `pattern` (Redis glob syntax), found with SCAN on every host: keys that
   /// hold a relock lock now, never relock's side keys or other data; at most `limit` of them.
-  pub async fn list(&self, pattern: &str, limit: usize) -> Result<Vec<String>> {
+  /// Hosts that fail are listed as such; only when every host fails is the call a failure.
+  pub async fn list(&self, pattern: &str, limit: usize) -> Result<Listing> {
     if self.options().cluster {
       return Err(Error::new(
         ErrorKind::Unsupported,
         "listing locks is not supported on a cluster yet",
       ));
     }
+    self.ensure_open()?;
+    let scans = join_all(
+      self
+        .hosts()
+        .iter()
+        .map(|host| self.list_on(host, pattern, limit)),
+    )
+    .await;
+    every_host_failed(scans.iter().map(|scan| scan.as_ref().err()))?;
     let mut found = std::collections::BTreeSet::new();
-    for host in self.hosts() {
+    let mut failed = Vec::new();
+    for (host, scan) in self.hosts().iter().zip(scans) {
+      match scan {
+        Ok(keys) => found.extend(keys),
+        Err(error) => failed.push((host.label().to_owned(), error)),
+      }
+    }
+    Ok(Listing {
+      keys: found.into_iter().take(limit).collect(),
+      failed,
+    })
+  }
+
+  async fn list_on(&self, host: &Host, pattern: &str, limit: usize) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    {
       let mut cursor = 0u64;
       loop {
         let mut command = redis::cmd("SCAN");
@@ -101,7 +149,7 @@ impl Client {
         cursor = next;
       }
     }
-    Ok(found.into_iter().take(limit).collect())
+    Ok(found)
   }
 
   /// Releases `key` whoever holds it, as its holder would (a fair waiter next in line gets
@@ -126,6 +174,43 @@ impl Client {
       }
     }
     Ok(released >= quorum_of(self.hosts().len()))
+  }
+}
+
+/// The error for a call that no host answered: a single host's own, or all of them named.
+fn every_host_failed<'a>(errors: impl Iterator<Item = Option<&'a Error>>) -> Result<()> {
+  let errors: Vec<Option<&Error>> = errors.collect();
+  if errors.iter().any(Option::is_none) {
+    return Ok(());
+  }
+  let failures: Vec<&Error> = errors.into_iter().flatten().collect();
+  if let [only] = failures.as_slice() {
+    return Err((*only).clone());
+  }
+  Err(Error::new(
+    ErrorKind::NoQuorum,
+    format!(
+      "no host answered: {}",
+      failures
+        .iter()
+        .map(|error| format!("{} ({})", error.message(), error.code()))
+        .collect::<Vec<_>>()
+        .join("; ")
+    ),
+  ))
+}
+
+impl LockState {
+  fn failed(host: &str, error: Error) -> LockState {
+    LockState {
+      host: host.to_owned(),
+      holder: None,
+      ttl_ms: None,
+      fence: None,
+      waiters: Vec::new(),
+      foreign: false,
+      error: Some(error),
+    }
   }
 }
 
@@ -167,5 +252,6 @@ fn parse_state(host: &str, reply: Vec<Value>) -> Option<LockState> {
     fence: text(&fence).and_then(|f| f.parse().ok()),
     waiters,
     foreign: matches!(foreign, Value::Int(1)),
+    error: None,
   })
 }

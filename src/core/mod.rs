@@ -18,6 +18,6 @@ pub use acquire::AcquireOptions;
 pub use client::{new_token, Client, Lease};
 pub use error::{Error, ErrorKind, Result};
 pub use held::{HeldLock, LostCallback};
-pub use inspect::{LockState, QueuedWaiter, LIST_LIMIT};
+pub use inspect::{Listing, LockState, QueuedWaiter, LIST_LIMIT};
 pub use options::{ClientOptions, ReplicaAck, ReplicaPolicy, RetryPolicy, TlsOptions};
 pub use stats::{Counts, Event};
