@@ -210,6 +210,11 @@ export declare class Redlock extends EventEmitter {
    * Runs `fn` while holding `key` and releases it afterwards. Inside `fn`, a nested `using` or
    * `acquire` of the same key in the same async call chain re-enters at once.
    */
+  /**
+   * Makes exactly one attempt: resolves to a Lock handle, or to null when the lock is held (a
+   * host failure rejects). Takes the options of `acquire` but `waitTimeout`.
+   */
+  tryAcquire(key: string, options?: Omit<AcquireOptions, 'waitTimeout'>): Promise<Lock | null>
   using<T>(key: string, fn: (lock: Lock) => T | Promise<T>): Promise<T>
   using<T>(key: string, options: AcquireOptions | undefined, fn: (lock: Lock) => T | Promise<T>): Promise<T>
   /** Counters of what this client's locks did; cheap, no round trip. */

@@ -125,6 +125,7 @@ const ACQUIRE_OPTIONS = {
   signal: 'object',
   onLost: 'function',
 }
+const { waitTimeout: _, ...TRY_ACQUIRE_OPTIONS } = ACQUIRE_OPTIONS
 
 function abortError(signal) {
   return new RelockError('ABORT_ERR', 'the wait for the lock was aborted', { cause: signal.reason })
@@ -405,9 +406,30 @@ class Redlock extends EventEmitter {
    * it is held. Resolves to a Lock handle.
    */
   acquire(key, options) {
+    return this.#acquire(key, expectOptions('options', options, ACQUIRE_OPTIONS))
+  }
+
+  /**
+   * Makes exactly one attempt: resolves to a Lock handle, or to null when the lock is held.
+   * Takes the options of `acquire` but `waitTimeout`.
+   */
+  tryAcquire(key, options) {
+    return call(async () => {
+      const given = expectOptions('options', options, TRY_ACQUIRE_OPTIONS)
+      try {
+        return await this.#acquire(key, { ...given, waitTimeout: 0 })
+      } catch (error) {
+        if (error.code !== 'ERR_RELOCK_WAIT_TIMEOUT') throw error
+        if (error.cause) throw error.cause
+        return null
+      }
+    })
+  }
+
+  #acquire(key, options) {
     return call(async () => {
       expectString('key', key)
-      const { signal, onLost, ...config } = expectOptions('options', options, ACQUIRE_OPTIONS) ?? {}
+      const { signal, onLost, ...config } = options ?? {}
       if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('options.signal must be an AbortSignal')
       const reentered = heldInChain.getStore()?.get(this)?.get(key)
       if (reentered) {
@@ -452,7 +474,7 @@ class Redlock extends EventEmitter {
         return new Lock(hold)
       } catch (error) {
         const relockError = toRelockError(error)
-        if (relockError.code === 'ERR_RELOCK_WAIT_TIMEOUT') this.#notify('timeout', { key, waitedMs: performance.now() - waitStarted })
+        if (relockError.code === 'ERR_RELOCK_WAIT_TIMEOUT' && config.waitTimeout !== 0) this.#notify('timeout', { key, waitedMs: performance.now() - waitStarted })
         if (relockError.code === 'ABORT_ERR' && signal) throw abortError(signal)
         throw relockError
       } finally {

@@ -392,3 +392,33 @@ test('handles are freed after release: the heap stays flat over many acquire/rel
   const { growthKb } = JSON.parse(result.stdout)
   assert.ok(growthKb < 512, `the heap grew by ${growthKb.toFixed(0)} KB over 10000 acquisitions`)
 })
+
+test('tryAcquire makes exactly one attempt: a handle when free, null when held, the error when the host fails', async () => {
+  const other = new Redlock(server.url)
+  try {
+    const lock = await locks.tryAcquire('try-once', { ttl: 2000 })
+    assert.ok(lock && lock.isValid())
+    await other.unlock('try-once:warm-up', 'none') // connected, scripts loaded
+    await other.tryAcquire('try-once:warm-up').then((held) => held.release())
+    const scripts = () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(server.cli('INFO', 'commandstats'))?.[1] ?? 0)
+    const before = scripts()
+    const started = performance.now()
+    assert.equal(await other.tryAcquire('try-once', { ttl: 2000 }), null)
+    assert.ok(performance.now() - started < 100)
+    assert.equal(scripts() - before, 1, 'a busy try runs one script')
+    assert.equal(other.stats().busy, 1)
+    assert.equal(other.stats().acquired, 1)
+    assert.equal(other.stats().waitTimedOut, 0)
+    await assert.rejects(other.acquire('try-once', { waitTimeout: 0 }), { code: 'ERR_RELOCK_WAIT_TIMEOUT' })
+    await lock.release()
+    const second = await other.acquire('try-once', { waitTimeout: 0 })
+    assert.ok(second.isValid(), 'waitTimeout: 0 takes a free lock')
+    await second.release()
+    await assert.rejects(other.tryAcquire('try-once', { waitTimeout: 10 }), /options.waitTimeout is not an option/)
+    const nobody = new Redlock('redis://127.0.0.1:1', { connectTimeout: 200, commandTimeout: 200 })
+    await assert.rejects(nobody.tryAcquire('try-once'), { code: 'ERR_RELOCK_CONNECTION' })
+    await nobody.close()
+  } finally {
+    await other.close()
+  }
+})

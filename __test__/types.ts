@@ -66,6 +66,8 @@ async function example(): Promise<void> {
   void listening
   const stats: LockStats = locks.stats()
   const info: LockInfo[] = await locks.inspect('order:42')
+  const maybe: Lock | null = await locks.tryAcquire('order:42', { ttl: 5000, fair: false })
+  await maybe?.release()
   const keys: LockListing = await locks.list('order:*', { limit: 10 })
   const unreachable: string[] = keys.failedHosts.map(({ host, error }) => `${host}: ${error.code}`)
   const hostErrors: Array<RelockErrorCode | undefined> = info.map((state) => state.error?.code)

@@ -193,6 +193,17 @@ impl Stop<'_> {
     }
   }
 
+  /// Waits for `wake` unless the wait is aborted or the client closes; the deadline does not
+  /// cut it (the first attempt of a wait is made whatever its timeout).
+  async fn unless_cancelled<T>(&self, wake: impl std::future::Future<Output = T>) -> Result<T> {
+    tokio::select! {
+      biased;
+      _ = self.closed.cancelled() => Err(Error::closed()),
+      _ = self.cancel.cancelled() => Err(self.aborted()),
+      value = wake => Ok(value),
+    }
+  }
+
   /// Waits for `wake` until a stop reason or the deadline comes.
   async fn until<T>(
     &self,
@@ -204,10 +215,11 @@ impl Stop<'_> {
       biased;
       _ = self.closed.cancelled() => Err(Error::closed()),
       _ = self.cancel.cancelled() => Err(self.aborted()),
+      // Before the deadline: what is ready counts, also at a wait timeout of 0.
+      value = wake => Ok(value),
       _ = async { match deadline { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
         Err(self.timed_out(last_failure))
       }
-      value = wake => Ok(value),
     }
   }
 }
@@ -295,7 +307,13 @@ impl Client {
             .await
         }
       };
-      client.count(&outcome, |_| Some(Event::Acquired));
+      match &outcome {
+        // A single try (`waitTimeout: 0`) that found the lock held is a busy answer, as `lock`'s.
+        Err(error) if error.kind() == ErrorKind::WaitTimeout && options.wait == Some(Duration::ZERO) && error.cause().is_none() => {
+          client.stats().record(Event::Busy)
+        }
+        _ => client.count(&outcome, |_| Some(Event::Acquired)),
+      }
       match outcome {
         Ok(grant) => Ok(HeldLock::start(client.clone(), grant, on_lost)),
         Err(error) => {
@@ -349,8 +367,13 @@ impl Client {
     // the wait is under way, failures are retried until the wait times out.
     let mut answered = false;
     let mut unreachable_tries = 0;
+    // The first attempt is made whatever the wait timeout: `waitTimeout: 0` means one try.
+    let mut first = true;
     loop {
-      stop.check(last_failure.as_ref())?;
+      let first_attempt = std::mem::take(&mut first);
+      if !first_attempt {
+        stop.check(last_failure.as_ref())?;
+      }
       // The attempt runs as its own task, so that an abort or the end of the wait does not have
       // to wait for a stalled host; whatever it leaves is cleaned up after the wait.
       let client = self.clone();
@@ -365,7 +388,11 @@ impl Client {
         outcome,
         undo,
         answered: answered_now,
-      } = match stop.until(attempt, last_failure.as_ref()).await? {
+      } = match if first_attempt {
+        stop.unless_cancelled(attempt).await?
+      } else {
+        stop.until(attempt, last_failure.as_ref()).await?
+      } {
         Ok(attempted) => attempted,
         Err(panicked) => Attempted {
           outcome: Err(Error::new(
@@ -384,6 +411,8 @@ impl Client {
         Ok(Try::Taken(grant)) => return Ok(grant),
         Err(error) if unreachable_tries >= 2 => return Err(error),
         Ok(Try::Busy(_)) if subscription.is_none() => {
+          // No wait left: give up without subscribing.
+          stop.check(None)?;
           stop.until(undo.finished(), last_failure.as_ref()).await?;
           subscription = Some(self.subscribe_within_bound(&keys.channel, stop).await?);
           continue;
@@ -565,8 +594,12 @@ impl Client {
     let mut last_failure = None;
     let mut answered = false;
     let mut unreachable_tries = 0;
+    let mut first = true;
     loop {
-      stop.check(last_failure.as_ref())?;
+      let first_attempt = std::mem::take(&mut first);
+      if !first_attempt {
+        stop.check(last_failure.as_ref())?;
+      }
       // Any hand-over to us happens after this request ran, so a lease counted from here is on
       // the safe side.
       let sent = Instant::now();
@@ -575,7 +608,11 @@ impl Client {
       let request = host.eval::<Vec<i64>>(&ACQUIRE_FAIR, &all_keys, &args);
       // An abort does not wait for the answer; leaving the queue afterwards goes out on the
       // same connection, after this request.
-      let reply = stop.until(request, last_failure.as_ref()).await?;
+      let reply = if first_attempt {
+        stop.unless_cancelled(request).await?
+      } else {
+        stop.until(request, last_failure.as_ref()).await?
+      };
       answered |= reply.is_ok();
       let unreachable = !answered && reply.as_ref().is_err_and(is_unreachable);
       unreachable_tries = if unreachable { unreachable_tries + 1 } else { 0 };
@@ -603,7 +640,8 @@ impl Client {
         }
         Ok(_) if subscription.is_none() => {
           // Waiting after all: from now on releases are heard; ask again at once in case one
-          // came before the subscription did.
+          // came before the subscription did. With no wait left, give up first.
+          stop.check(None)?;
           subscription = Some(self.subscribe_within_bound(&keys.channel, stop).await?);
           continue;
         }
