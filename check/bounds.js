@@ -18,10 +18,11 @@ module.exports = {
   CALL_SLACK_MS: 250,
   // A waiter sleeps until woken; it may re-check at the holder's ttl. 500 commands per second
   // per waiter on one host is far above that and far below a polling loop (tens of thousands).
-  // The traffic of holders (renewals every ttl/3, writes) and of plain lock calls is allowed for
-  // separately, per actor that is not waiting.
+  // The traffic of holders (renewals every ttl/3) and of plain lock calls is allowed for
+  // separately, per actor that is not waiting (measured: about 150 commands/s per host for all
+  // 12 actors of a topology together when nothing goes wrong).
   COMMANDS_PER_WAITER_PER_S: 500,
-  COMMANDS_PER_OTHER_ACTOR_PER_S: 150,
+  COMMANDS_PER_OTHER_ACTOR_PER_S: 50,
   // README: a fair waiter that stops checking in is dropped after 3 s of silence.
   FAIR_LIVENESS_MS: 3000,
   FAIR_SLACK_MS: 500,

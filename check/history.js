@@ -203,7 +203,7 @@ function checkLossReports(h) {
     out.violations.push({
       promise: 3, topology: g.topology, key: g.key,
       summary: reported === null
-        ? `${g.topology}/${g.key}: ${g.who} saw isValid() === false at ${rel(h, f)} ms (last true at ${rel(h, lastValid)} ms) and the loss was never reported`
+        ? `${g.topology}/${g.key}: ${g.who} saw isValid() === false at ${rel(h, f)} ms and the loss was never reported${lastValid > f ? `; isValid() was true again at ${rel(h, lastValid)} ms (a lease that ran out came back)` : ''}`
         : `${g.topology}/${g.key}: ${g.who} saw isValid() === false at ${rel(h, f)} ms; the loss was reported ${Math.round(reported - f)} ms later (${g.lost.map((r) => `${r.via} ${r.code}`).join(', ')})`,
       grants: [describeGrant(h, g)],
       faults: describeFaults(h, faultsDuring(h, lastValid ?? g.start, reported ?? f + 100, g.topology)),

@@ -95,7 +95,9 @@ async function usingCall(ctx, scope, key, options, body) {
   try {
     await client.using(key, { ...options, onLost: (reason) => recorder.record('lost', { cid, via: 'onLost', t: now(), code: reason && reason.code }) }, async (lock) => {
       fnStart = now()
-      const grant = holding.handleGrant({ kind: scope.depth === 0 ? 'using' : 'using-nested', topology: ctx.topology.name, key, handle: lock, cid, callStart, ...options, reentrant: scope.depth > 0 })
+      // Work started by a timer may find the scope over and take a lock of its own.
+      const reentrant = scope.tokens.has(lock.token)
+      const grant = holding.handleGrant({ kind: reentrant ? 'using-nested' : 'using', topology: ctx.topology.name, key, handle: lock, cid, callStart, ...options, reentrant })
       scope.tokens.add(lock.token)
       scope.handles.push(lock)
       scope.depth++
