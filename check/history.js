@@ -194,7 +194,10 @@ function checkLossReports(h) {
     const reported = g.lost.length ? Math.min(...g.lost.map((r) => r.t)) : null
     // Time this thread's loop was blocked or lagging delays the report by as much.
     let deadline = f + B.LOSS_REPORT_TOLERANCE_MS
-    for (let i = 0; i < 3; i++) deadline = f + B.LOSS_REPORT_TOLERANCE_MS + busyWithin(h, g.who, f - B.LOSS_REPORT_TOLERANCE_MS, deadline)
+    for (let previous = -Infinity; deadline > previous + 0.001;) {
+      previous = deadline
+      deadline = f + B.LOSS_REPORT_TOLERANCE_MS + busyWithin(h, g.who, f - B.LOSS_REPORT_TOLERANCE_MS, deadline)
+    }
     if (reported !== null && reported <= deadline) continue
     const killed = h.kills.get(processOf(g.who))
     if (killed !== undefined && killed <= deadline) continue
