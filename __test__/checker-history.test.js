@@ -102,6 +102,10 @@ test('7 bounded calls: an overrun is flagged unless the caller was blocked', () 
   assert.deepEqual(promisesBroken([call({ op: 'acquire', waitTimeout: 3000 })]), [])
   assert.deepEqual(promisesBroken([call({ op: 'acquire', waitTimeout: 500 })]), [7])
   assert.deepEqual(promisesBroken([call({ op: 'acquire', waitTimeout: 3000, ok: false, code: 'ABORT_ERR', abortAt: 100 })]), [7])
+  const probe = (fields) => ({ type: 'probe', name: 'busy with a stopped host', topology: 'rl3', key: 'lk:rl3:0', took: 5, bound: 250, outcome: 'busy', expected: 'busy', ...fields })
+  assert.deepEqual(promisesBroken([probe({})]), [])
+  assert.deepEqual(promisesBroken([probe({ took: 600 })]), [7])
+  assert.deepEqual(promisesBroken([probe({ outcome: 'ERR_RELOCK_NO_QUORUM' })]), [7])
 })
 
 test('8 operator calls touch only locks: non-lock keys listed, an app key released or changed are flagged', () => {

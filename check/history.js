@@ -307,6 +307,9 @@ function checkCallBounds(h) {
     faults: describeFaults(h, faultsDuring(h, r.start, r.end, r.topology)),
   })
   for (const r of h.records) {
+    if (r.type === 'probe' && (r.took > r.bound || r.outcome !== r.expected)) {
+      out.violations.push({ promise: 7, topology: r.topology, key: r.key, summary: `probe "${r.name}": answered ${r.outcome} (expected ${r.expected}) after ${Math.round(r.took)} ms (bound ${r.bound} ms)` })
+    }
     if (r.type !== 'call') continue
     const net = (from, to) => to - from - busyWithin(h, r.who, from, to)
     if (BOUNDED_OPS.has(r.op)) {

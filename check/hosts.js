@@ -90,6 +90,7 @@ class Host {
   async kill() {
     if (!this.process) return
     const exited = this.exited
+    this.process.ref() // keep the event loop alive until the exit is seen
     try {
       process.kill(this.process.pid, 'SIGKILL')
     } catch {}

@@ -23,6 +23,7 @@ const { verify } = require('./history')
 const { summarize, print } = require('./report')
 const { now, sleep } = require('./clock')
 const { LONGEST_TTL_MS } = require('./bounds')
+const { runProbes } = require('./probes')
 
 const PROCESSES = 3
 const THREADS_PER_PROCESS = 2
@@ -157,6 +158,7 @@ async function main() {
       hostsPerTopology: Object.fromEntries(TOPOLOGIES.map((t) => [t.name, t.persistent.length])),
       actorsPerTopology: PROCESSES * THREADS_PER_PROCESS * ACTORS_PER_TOPOLOGY_PER_THREAD,
     })
+    await runProbes(topologies, recorder)
     await clients.startAll()
     const schedule = makeSchedule({ seed, durationMs, topologies: TOPOLOGIES, processes: PROCESSES, threadsPerProcess: THREADS_PER_PROCESS })
     const injector = new FaultInjector({ topologies, clients, recorder, debugSleepSupported })

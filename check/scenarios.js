@@ -118,6 +118,20 @@ async function usingCall(ctx, scope, key, options, body) {
   }
 }
 
+// Starts `start` at once, or a few microtask hops later (around the moment the outer `using`
+// calls release()), or on the next turn of the event loop, or after a short timer.
+function startAround(rng, start) {
+  const how = rng.int(0, 3)
+  if (how === 0) return start()
+  if (how === 1) {
+    let hops = rng.int(1, 8)
+    const hop = () => (hops-- > 0 ? Promise.resolve().then(hop) : start())
+    return hop()
+  }
+  if (how === 2) return new Promise((resolve) => setImmediate(() => resolve(start())))
+  return new Promise((resolve) => setTimeout(() => resolve(start()), rng.int(0, 5)))
+}
+
 /**
  * `using` in its variants: plain, nested (awaited), nested without await, a throwing
  * callback, an inner acquire never released, and work started with a timer. After the
@@ -141,7 +155,7 @@ async function usingScenario(ctx, variant) {
     } else if (variant === 'nested-no-await') {
       // Started while the outer scope is ending: it races with the outer release.
       const start = () => usingCall(ctx, scope, key, innerOptions(), (inner) => holding.criticalSection(inner, options.ttl, ctx))
-      scope.spawned.push(rng.chance(0.5) ? start() : new Promise((resolve) => setTimeout(() => resolve(start()), rng.int(0, 5))))
+      scope.spawned.push(startAround(rng, start))
     } else if (variant === 'throws') {
       throw new Error('callback failed on purpose')
     } else if (variant === 'leaked-inner') {
