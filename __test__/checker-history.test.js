@@ -53,6 +53,7 @@ test('2 fences only grow: a lower fence after an earlier grant is flagged', () =
   const earlier = grant('a', 'p0g0t0', { fence: 5, start: 10, callStart: 0 })
   assert.ok(promisesBroken([earlier, grant('b', 'p1g0t0', { fence: 4, start: 30, callStart: 20 })]).includes(2))
   assert.deepEqual(promisesBroken([earlier, grant('b', 'p1g0t0', { fence: 6, start: 30, callStart: 20 })]), [])
+  assert.deepEqual(promisesBroken([earlier, grant('b', 'p1g0t0', { fence: 4, start: 30, callStart: 20, reentrant: true, kind: 'using-nested' })]), [])
   // Calls that overlapped in time have no certain order: not compared.
   assert.deepEqual(promisesBroken([earlier, grant('b', 'p1g0t0', { fence: 4, start: 30, callStart: 5 })]), [])
 })

@@ -159,7 +159,8 @@ function checkMutualExclusion(h) {
  */
 function checkFences(h) {
   const out = { violations: [], excused: [] }
-  const fenced = [...h.grants.values()].filter((g) => g.fence != null)
+  // A reentrant grant is no new grant: it carries the fence its outer hold got earlier.
+  const fenced = [...h.grants.values()].filter((g) => g.fence != null && !g.reentrant)
   for (const [id, list] of groupBy(fenced, (g) => `${g.topology}/${g.key}`)) {
     const byStart = [...list].sort((a, b) => a.start - b.start)
     const byCallStart = [...list].sort((a, b) => a.callStart - b.callStart)
@@ -367,7 +368,8 @@ function checkDeadFairWaiter(h) {
       const g = h.grants.get(release.gid)
       if (g.topology !== dead.topology || g.key !== dead.key || release.end < killedAt || release.end > killedAt + bound + 1000) continue
       const R = release.end
-      const quiet = faultsDuring(h, R, R + bound, dead.topology).length === 0
+      // Faults on the host or its proxy excuse a slow hand-over; the kill itself does not.
+      const quiet = faultsDuring(h, R, R + bound).filter((f) => f.topology === dead.topology).length === 0
       const granted = (grantsByKey.get(`${g.topology}/${g.key}`) ?? []).some((other) => other.start > R && other.start <= R + bound)
       if (!quiet || granted) continue
       const starving = fairStarts.filter((w) => {
