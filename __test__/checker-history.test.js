@@ -132,6 +132,9 @@ test('9 dead fair waiter: live fair waiters left waiting after a release are fla
   ]
   assert.deepEqual(promisesBroken(history), [9])
   assert.deepEqual(promisesBroken([...history, grant('n', 'p2g0t0', { start: 1000, callStart: 50 })]), [])
+  const probe = (took) => ({ type: 'probe', promise: 9, name: 'dead fair waiter', topology: 'one', key: 'lk:one:2', took, bound: 3500, outcome: 'taken', expected: 'taken' })
+  assert.deepEqual(promisesBroken([probe(10000)]), [9])
+  assert.deepEqual(promisesBroken([probe(5)]), [])
 })
 
 test('register: a refused fenced write within the lease and a lost counter update are flagged', () => {

@@ -308,7 +308,7 @@ function checkCallBounds(h) {
     faults: describeFaults(h, faultsDuring(h, r.start, r.end, r.topology)),
   })
   for (const r of h.records) {
-    if (r.type === 'probe' && (r.took > r.bound || r.outcome !== r.expected)) {
+    if (r.type === 'probe' && (r.promise ?? 7) === 7 && (r.took > r.bound || r.outcome !== r.expected)) {
       out.violations.push({ promise: 7, topology: r.topology, key: r.key, summary: `probe "${r.name}": answered ${r.outcome} (expected ${r.expected}) after ${Math.round(r.took)} ms (bound ${r.bound} ms)` })
     }
     if (r.type !== 'call') continue
@@ -360,6 +360,11 @@ function checkDeadFairWaiter(h) {
   const bound = B.FAIR_LIVENESS_MS + B.FAIR_SLACK_MS
   const releases = h.records.filter((r) => r.type === 'call' && r.op === 'release' && r.ok && r.value === true && h.grants.get(r.gid))
   const grantsByKey = groupBy([...h.grants.values()], (g) => `${g.topology}/${g.key}`)
+  for (const r of h.records) {
+    if (r.type === 'probe' && r.promise === 9 && (r.took > r.bound || r.outcome !== r.expected)) {
+      out.violations.push({ promise: 9, topology: r.topology, key: r.key, summary: `probe "${r.name}": ${r.outcome} ${Math.round(r.took)} ms after the release (bound ${r.bound} ms)` })
+    }
+  }
   const reported = new Set()
   for (const dead of fairStarts) {
     const killedAt = h.kills.get(processOf(dead.who))

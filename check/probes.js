@@ -8,9 +8,11 @@
 // (README). With one of 3 hosts stopped (SIGSTOP), the other two decide every lock call alone:
 // a key both of them hold is busy, a key neither holds is taken.
 
+const { fork } = require('node:child_process')
+const path = require('node:path')
 const { Redlock } = require('..')
-const { now } = require('./clock')
-const { CONNECT_TIMEOUT_MS, COMMAND_TIMEOUT_MS, CALL_SLACK_MS } = require('./bounds')
+const { now, sleep } = require('./clock')
+const { CONNECT_TIMEOUT_MS, COMMAND_TIMEOUT_MS, CALL_SLACK_MS, FAIR_LIVENESS_MS, FAIR_SLACK_MS } = require('./bounds')
 
 // A decided answer needs one round trip to the healthy hosts; the slack absorbs scheduling.
 const DECIDED_ANSWER_BOUND_MS = CALL_SLACK_MS
@@ -25,7 +27,57 @@ async function timedLock(locks, key, ttl) {
   }
 }
 
+/**
+ * A fair waiter's process is SIGKILLed while it waits first in line; the holder releases a
+ * moment later. The next live fair waiter must get the lock within the liveness window
+ * (3 s) plus slack after the release, not after the dead waiter's (long) ttl.
+ */
+async function probeDeadFairWaiter(topologies, recorder) {
+  const topology = topologies.find((t) => t.name === 'one')
+  const url = topology.hosts[0].proxy.url
+  const key = topology.keys[2]
+  const deadTtl = 6000
+  const options = { connectTimeout: CONNECT_TIMEOUT_MS, commandTimeout: COMMAND_TIMEOUT_MS }
+  const holderClient = new Redlock(url, options)
+  const waiterClient = new Redlock(url, options)
+  const child = fork(path.join(__dirname, 'fair-waiter.js'), [url, key, String(deadTtl)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  let waiting = null
+  try {
+    const holder = await holderClient.acquire(key, { ttl: 5000 })
+    await new Promise((resolve) => child.once('message', resolve))
+    for (let i = 0; i < 100; i++) {
+      const [state] = await holderClient.inspect(key)
+      if (state.waiters.length > 0) break
+      await sleep(20)
+    }
+    child.kill('SIGKILL')
+    await exited
+    waiting = waiterClient.acquire(key, { fair: true, ttl: 1000, waitTimeout: deadTtl + 5000 })
+    await sleep(200) // the live waiter joins the queue behind the dead one
+    const released = now()
+    await holder.release()
+    let outcome = 'taken'
+    try {
+      await (await waiting).release()
+    } catch (error) {
+      outcome = error.code
+    }
+    recorder.record('probe', { promise: 9, name: 'a live fair waiter behind a SIGKILLed one, after a release', topology: 'one', key, start: released, took: now() - released, bound: FAIR_LIVENESS_MS + FAIR_SLACK_MS, outcome, expected: 'taken' })
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    await waiting?.catch(() => {})
+    await holderClient.close()
+    await waiterClient.close()
+  }
+}
+
 async function runProbes(topologies, recorder) {
+  await probeDeadFairWaiter(topologies, recorder)
+  await probeBusyAnswer(topologies, recorder)
+}
+
+async function probeBusyAnswer(topologies, recorder) {
   const topology = topologies.find((t) => t.name === 'rl3')
   const options = { connectTimeout: CONNECT_TIMEOUT_MS, commandTimeout: COMMAND_TIMEOUT_MS }
   const holder = new Redlock(topology.hosts.map((h) => h.proxy.url), options)
@@ -40,8 +92,8 @@ async function runProbes(topologies, recorder) {
     const busy = await timedLock(contender, busyKey, 1000)
     const free = await timedLock(contender, freeKey, 1000)
     stalled.signal('SIGCONT')
-    recorder.record('probe', { name: 'a busy answer with one of 3 hosts stopped', topology: 'rl3', key: busyKey, start, took: busy.took, bound: DECIDED_ANSWER_BOUND_MS, outcome: busy.outcome, expected: 'busy', holder: held !== null })
-    recorder.record('probe', { name: 'a free key with one of 3 hosts stopped', topology: 'rl3', key: freeKey, start, took: free.took, bound: DECIDED_ANSWER_BOUND_MS, outcome: free.outcome, expected: 'taken' })
+    recorder.record('probe', { promise: 7, name: 'a busy answer with one of 3 hosts stopped', topology: 'rl3', key: busyKey, start, took: busy.took, bound: DECIDED_ANSWER_BOUND_MS, outcome: busy.outcome, expected: 'busy', holder: held !== null })
+    recorder.record('probe', { promise: 7, name: 'a free key with one of 3 hosts stopped', topology: 'rl3', key: freeKey, start, took: free.took, bound: DECIDED_ANSWER_BOUND_MS, outcome: free.outcome, expected: 'taken' })
     if (held) await holder.unlock(busyKey, held).catch(() => {})
     if (free.token) await contender.unlock(freeKey, free.token).catch(() => {})
   } finally {
