@@ -54,6 +54,10 @@ test('2 fences only grow: a lower fence after an earlier grant is flagged', () =
   assert.ok(promisesBroken([earlier, grant('b', 'p1g0t0', { fence: 4, start: 30, callStart: 20 })]).includes(2))
   assert.deepEqual(promisesBroken([earlier, grant('b', 'p1g0t0', { fence: 6, start: 30, callStart: 20 })]), [])
   assert.deepEqual(promisesBroken([earlier, grant('b', 'p1g0t0', { fence: 4, start: 30, callStart: 20, reentrant: true, kind: 'using-nested' })]), [])
+  const probe = (outcome) => ({ type: 'probe', promise: 2, name: 'fence after a failed raise', topology: 'rl3', key: 'lk:rl3:2', outcome, expected: 'grew', fences: [4, 5, 5] })
+  assert.deepEqual(promisesBroken([probe('did not grow')]), [2])
+  assert.deepEqual(promisesBroken([probe('grew')]), [])
+  assert.deepEqual(promisesBroken([probe('inconclusive (ERR_RELOCK_TIMEOUT)')]), [])
   // Calls that overlapped in time have no certain order: not compared.
   assert.deepEqual(promisesBroken([earlier, grant('b', 'p1g0t0', { fence: 4, start: 30, callStart: 5 })]), [])
 })
@@ -107,6 +111,8 @@ test('7 bounded calls: an overrun is flagged unless the caller was blocked', () 
   assert.deepEqual(promisesBroken([probe({})]), [])
   assert.deepEqual(promisesBroken([probe({ took: 600 })]), [7])
   assert.deepEqual(promisesBroken([probe({ outcome: 'ERR_RELOCK_NO_QUORUM' })]), [7])
+  assert.deepEqual(promisesBroken([probe({ bound: null, took: 5000, outcome: 'recovered', expected: 'recovered' })]), [])
+  assert.deepEqual(promisesBroken([probe({ bound: null, took: 5000, outcome: 'still failing', expected: 'recovered' })]), [7])
 })
 
 test('8 operator calls touch only locks: non-lock keys listed, an app key released or changed are flagged', () => {

@@ -160,6 +160,11 @@ function checkMutualExclusion(h) {
 function checkFences(h) {
   const out = { violations: [], excused: [] }
   // A reentrant grant is no new grant: it carries the fence its outer hold got earlier.
+  for (const r of h.records) {
+    if (r.type === 'probe' && r.promise === 2 && r.outcome === 'did not grow') {
+      out.violations.push({ promise: 2, topology: r.topology, key: r.key, summary: `probe "${r.name}": fences ${r.fences.join(', ')} (the last must be above the one before)` })
+    }
+  }
   const fenced = [...h.grants.values()].filter((g) => g.fence != null && !g.reentrant)
   for (const [id, list] of groupBy(fenced, (g) => `${g.topology}/${g.key}`)) {
     const byStart = [...list].sort((a, b) => a.start - b.start)
@@ -308,7 +313,7 @@ function checkCallBounds(h) {
     faults: describeFaults(h, faultsDuring(h, r.start, r.end, r.topology)),
   })
   for (const r of h.records) {
-    if (r.type === 'probe' && (r.promise ?? 7) === 7 && (r.took > r.bound || r.outcome !== r.expected)) {
+    if (r.type === 'probe' && (r.promise ?? 7) === 7 && ((r.bound != null && r.took > r.bound) || r.outcome !== r.expected)) {
       out.violations.push({ promise: 7, topology: r.topology, key: r.key, summary: `probe "${r.name}": answered ${r.outcome} (expected ${r.expected}) after ${Math.round(r.took)} ms (bound ${r.bound} ms)` })
     }
     if (r.type !== 'call') continue

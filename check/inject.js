@@ -92,9 +92,13 @@ class FaultInjector {
         this.#host(fault).proxy.heal()
         return undefined
       case 'proxy-blackhole':
+        // Bytes swallowed while the connection stays open is something TCP never does: a dead
+        // link delays bytes or ends the connection. So the link comes back as a reset, and the
+        // one-way loss itself is left to its own probe (probes.js).
         this.#host(fault).proxy.blackhole(fault.direction)
         await sleep(durationMs)
         this.#host(fault).proxy.heal()
+        this.#host(fault).proxy.reset()
         return undefined
       case 'proxy-reset':
         this.#host(fault).proxy.reset()

@@ -12,6 +12,7 @@ class Proxy {
   // Per direction: 'up' is client → Redis, 'down' is Redis → client.
   #delayMs = { up: 0, down: 0 }
   #blackholed = { up: false, down: false }
+  #passBeforeBlackhole = { up: null, down: null }
 
   constructor(targetPort) {
     this.targetPort = targetPort
@@ -42,10 +43,19 @@ class Proxy {
     for (const side of sides(direction)) this.#blackholed[side] = true
   }
 
+  /**
+   * Lets the next `chunks` chunks through in the given direction, then swallows every later
+   * byte there until `heal()`: a link that dies right after a given request.
+   */
+  blackholeAfter(chunks, direction = 'both') {
+    for (const side of sides(direction)) this.#passBeforeBlackhole[side] = chunks
+  }
+
   /** Ends delays and blackholes (bytes swallowed meanwhile stay lost). */
   heal() {
     this.#delayMs = { up: 0, down: 0 }
     this.#blackholed = { up: false, down: false }
+    this.#passBeforeBlackhole = { up: null, down: null }
   }
 
   /** Resets every open connection (RST to both ends); new connections are accepted. */
@@ -94,6 +104,10 @@ class Proxy {
   #pipe(from, to, side) {
     let last = Promise.resolve()
     from.on('data', (chunk) => {
+      if (this.#passBeforeBlackhole[side] !== null && this.#passBeforeBlackhole[side]-- <= 0) {
+        this.#passBeforeBlackhole[side] = null
+        this.#blackholed[side] = true
+      }
       if (this.#blackholed[side]) return
       const delay = this.#delayMs[side]
       if (delay === 0 && this.#idle(side)) {
