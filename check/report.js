@@ -84,7 +84,7 @@ function print(summary, result, { historyDir, perPromise = 4 }) {
   }
   lines.push('')
   lines.push(summary.violations === 0 ? `no violations (seed ${summary.seed})` : `${summary.violations} violation(s) (seed ${summary.seed})`)
-  if (historyDir) lines.push(`history: ${historyDir}`)
+  if (historyDir && summary.violations > 0) lines.push(`history: ${historyDir}`)
   return lines.join('\n')
 }
 

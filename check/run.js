@@ -187,6 +187,8 @@ async function main() {
     const summary = summarize(records, result, { seed, seconds })
     console.log(print(summary, result, { historyDir }))
     if (options.json) fs.writeFileSync(options.json, JSON.stringify({ ...summary, violationList: result.violations, excusedList: result.excused }, null, 2))
+    // The history stays on disk for a run with violations, to look at; a clean one is removed.
+    if (summary.violations === 0) fs.rmSync(historyDir, { recursive: true, force: true })
     return summary.violations === 0 ? 0 : 1
   } finally {
     clearInterval(sampler)
