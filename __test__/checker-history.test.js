@@ -34,6 +34,9 @@ test('1 mutual exclusion: an overlap of two tokens is flagged, one after the oth
   assert.deepEqual(promisesBroken([...first, grant('b', 'p1g0t0', { start: 160, callStart: 110 })]), [])
   // isValid() observed true after the other grant started: the window reaches that far.
   assert.deepEqual(promisesBroken([grant('a', 'p0g0t0'), obs('a', 'p0g0t0', 300), grant('b', 'p1g0t0', { start: 200 })]), [1])
+  // A handle that was never seen valid (it came already lost) had no window.
+  assert.deepEqual(promisesBroken([grant('a', 'p0g0t0'), obs('a', 'p0g0t0', 300), grant('b', 'p1g0t0', { start: 200 }), obs('b', 'p1g0t0', 201, false)]), [1])
+  assert.deepEqual(promisesBroken([grant('a', 'p0g0t0', { start: 200 }), obs('a', 'p0g0t0', 201, false), grant('b', 'p1g0t0', { start: 100 }), obs('b', 'p1g0t0', 300)]), [])
   // A reentrant grant shares the token: no overlap with itself.
   assert.deepEqual(promisesBroken([...first, grant('b', 'p0g0t0', { start: 120, token: 'token-a', kind: 'using-nested' })]), [])
   // A plain lock's window is its validity, cut by unlock.

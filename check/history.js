@@ -108,8 +108,11 @@ function windows(h) {
   const result = []
   for (const g of h.grants.values()) {
     let end
-    if (HANDLE_KINDS.has(g.kind)) end = g.valids.length ? Math.max(...g.valids) : g.start
-    else end = Math.max(g.windowEnd, ...g.windowEnds)
+    // A handle never seen valid (delivered already lost, its signal aborted) has no window.
+    if (HANDLE_KINDS.has(g.kind)) {
+      if (!g.valids.length) continue
+      end = Math.max(...g.valids)
+    } else end = Math.max(g.windowEnd, ...g.windowEnds)
     if (g.releaseCall !== null) end = Math.min(end, g.releaseCall)
     if (end < g.start) continue
     result.push({ ...g, windowEnd: end })
