@@ -46,7 +46,7 @@ test('1 mutual exclusion: an overlap of two tokens is flagged, one after the oth
 })
 
 test('1 mutual exclusion: a restart without persistence in between is reported as a documented limit', () => {
-  const records = [grant('a', 'p0g0t0', { topology: 'rl3' }), obs('a', 'p0g0t0', 100), grant('b', 'p1g0t0', { topology: 'rl3', start: 50 }),
+  const records = [grant('a', 'p0g0t0', { topology: 'rl3' }), obs('a', 'p0g0t0', 100), grant('b', 'p1g0t0', { topology: 'rl3', start: 50 }), obs('b', 'p1g0t0', 60),
     { type: 'fault', kind: 'kill-restart', topology: 'rl3', host: 2, start: 20, end: 40 }]
   assert.deepEqual(promisesBroken(records), [])
   assert.deepEqual(excusedPromises(records), [1])

@@ -108,9 +108,13 @@ function windows(h) {
   const result = []
   for (const g of h.grants.values()) {
     let end
-    // A handle never seen valid (delivered already lost, its signal aborted) has no window.
+    // A handle never seen valid (delivered already lost, its signal aborted) has no window;
+    // it only shows that a grant happened somewhere in [callStart, start].
     if (HANDLE_KINDS.has(g.kind)) {
-      if (!g.valids.length) continue
+      if (!g.valids.length) {
+        result.push({ ...g, windowEnd: null, neverValid: true })
+        continue
+      }
       end = Math.max(...g.valids)
     } else end = Math.max(g.windowEnd, ...g.windowEnds)
     if (g.releaseCall !== null) end = Math.min(end, g.releaseCall)
@@ -133,8 +137,23 @@ function groupBy(items, keyOf) {
 /** Promise 1: no two grants' windows of one key overlap (reentrant grants share a token). */
 function checkMutualExclusion(h) {
   const out = { violations: [], excused: [] }
-  for (const [id, list] of groupBy(windows(h), (g) => `${g.topology}/${g.key}`)) {
-    list.sort((a, b) => a.start - b.start)
+  for (const [id, all] of groupBy(windows(h), (g) => `${g.topology}/${g.key}`)) {
+    const list = all.filter((g) => !g.neverValid).sort((a, b) => a.start - b.start)
+    // A grant that was never seen valid happened within [callStart, start]: a conflict for
+    // certain only when another holder's window covers all of that.
+    for (const g of all.filter((w) => w.neverValid)) {
+      for (const a of list) {
+        if (a.token === g.token || a.start > g.callStart || a.windowEnd < g.start) continue
+        const finding = {
+          promise: 1, topology: g.topology, key: g.key,
+          summary: `${id}: ${g.who} was granted between ${rel(h, g.callStart)} and ${rel(h, g.start)} ms while ${a.who} held it all along (valid until ${rel(h, a.windowEnd)} ms)`,
+          grants: [describeGrant(h, a), describeGrant(h, g)],
+          faults: describeFaults(h, faultsDuring(h, a.start, g.start)),
+        }
+        if (forgettingRestarts(h, g.topology, a.callStart ?? a.start, g.start).length) out.excused.push({ ...finding, reason: 'a host restarted without persistence and forgot the lock (README, Known limits)' })
+        else out.violations.push(finding)
+      }
+    }
     let active = []
     for (const g of list) {
       active = active.filter((a) => a.windowEnd > g.start)
