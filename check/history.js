@@ -96,7 +96,13 @@ function forgettingRestarts(h, topology, from, to) {
 const rel = (h, t) => (t == null ? null : Math.round((t - h.run.t0) * 10) / 10)
 
 function describeGrant(h, g) {
-  return { who: g.who, kind: g.kind, token: g.token, fence: g.fence, start: rel(h, g.start), end: rel(h, g.windowEnd ?? null), callStart: rel(h, g.callStart), ttl: g.ttl, maxHold: g.maxHold }
+  const described = { who: g.who, kind: g.kind, token: g.token, fence: g.fence, start: rel(h, g.start), end: rel(h, g.windowEnd ?? null), callStart: rel(h, g.callStart), ttl: g.ttl, maxHold: g.maxHold }
+  if (g.reentrant) {
+    // A reentrant grant lives on its outer hold: show how that one was taken.
+    const outer = [...h.grants.values()].find((o) => o.token === g.token && !o.reentrant)
+    if (outer) described.outer = { kind: outer.kind, start: rel(h, outer.start), ttl: outer.ttl, maxHold: outer.maxHold }
+  }
+  return described
 }
 
 function describeFaults(h, faults) {
