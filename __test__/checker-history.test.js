@@ -91,6 +91,9 @@ test('5 waiting costs little: a busy loop of waiters is flagged, sleeping waiter
   assert.deepEqual(promisesBroken([...waiting, ...samples(60000)]), [5])
   assert.deepEqual(promisesBroken([...waiting, ...samples(300)]), [])
   assert.deepEqual(promisesBroken(samples(60000)), []) // nobody waited: not about waiting
+  const probe = (perWaiter) => ({ type: 'probe', promise: 5, name: 'two waiters', topology: 'rl3', key: 'lk:rl3:0', took: perWaiter, bound: 500, outcome: `${perWaiter} commands/s per waiter` })
+  assert.deepEqual(promisesBroken([probe(30000)]), [5])
+  assert.deepEqual(promisesBroken([probe(3)]), [])
 })
 
 test('6 no ghost locks: a live client token left after close is flagged, a killed client token only after its ttl', () => {

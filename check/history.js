@@ -286,6 +286,9 @@ function waitIntervals(h) {
 /** Promise 5: commands per second on each host stay within what waiting without polling needs. */
 function checkWaitingCost(h) {
   const out = { violations: [], excused: [] }
+  for (const r of h.records) {
+    if (r.type === 'probe' && r.promise === 5 && r.took > r.bound) out.violations.push({ promise: 5, topology: r.topology, key: r.key, summary: `probe "${r.name}": ${r.outcome} (bound ${r.bound})` })
+  }
   const waits = groupBy(waitIntervals(h), (w) => w.topology)
   const samples = groupBy(h.records.filter((r) => r.type === 'cmds'), (r) => `${r.topology}/${r.host}`)
   for (const [id, list] of samples) {
@@ -302,7 +305,17 @@ function checkWaitingCost(h) {
       const others = Math.max(0, (h.run.actorsPerTopology ?? 0) - waiters)
       const allowed = B.COMMANDS_PER_WAITER_PER_S * waiters + B.COMMANDS_PER_OTHER_ACTOR_PER_S * others + 100
       if (rate <= allowed) continue
+      // Consecutive seconds of one busy stretch on one host are one finding, with its peak.
+      const previous = out.violations[out.violations.length - 1]
+      if (previous && previous.host === id && previous.until === a.t) {
+        previous.until = b.t
+        previous.seconds++
+        if (rate / waiters > previous.peakPerWaiter) previous.peakPerWaiter = Math.round(rate / waiters)
+        previous.summary = previous.summary.replace(/ \(\d+ s long.*$/, '') + ` (${previous.seconds} s long, until ${rel(h, b.t)} ms, peak ${previous.peakPerWaiter} per waiter)`
+        continue
+      }
       out.violations.push({
+        host: id, until: b.t, seconds: 1, peakPerWaiter: Math.round(rate / waiters),
         promise: 5, topology: a.topology, key: null,
         summary: `${id}: ${Math.round(rate)} commands/s with ${waiters.toFixed(1)} waiting on average (${Math.round(rate / waiters)} per waiter; allowed ${Math.round(allowed)}) between ${rel(h, a.t)} and ${rel(h, b.t)} ms`,
         faults: describeFaults(h, faultsDuring(h, a.t, b.t, a.topology)),

@@ -12,7 +12,8 @@ const { fork } = require('node:child_process')
 const path = require('node:path')
 const { Redlock } = require('..')
 const { now, sleep } = require('./clock')
-const { CONNECT_TIMEOUT_MS, COMMAND_TIMEOUT_MS, CALL_SLACK_MS, FAIR_LIVENESS_MS, FAIR_SLACK_MS } = require('./bounds')
+const { CONNECT_TIMEOUT_MS, COMMAND_TIMEOUT_MS, CALL_SLACK_MS, FAIR_LIVENESS_MS, FAIR_SLACK_MS, COMMANDS_PER_WAITER_PER_S } = require('./bounds')
+const { respOnce } = require('./resp')
 
 // A decided answer needs one round trip to the healthy hosts; the slack absorbs scheduling.
 const DECIDED_ANSWER_BOUND_MS = CALL_SLACK_MS
@@ -164,7 +165,46 @@ async function probeRecoveryAfterOneWayLoss(topologies, recorder) {
   recorder.record('probe', { promise: 7, name: 'calls work again after requests were lost on the way to the host', topology: 'one', key, start, took: now() - start, bound: Infinity, outcome, expected: 'recovered' })
 }
 
+async function commandsProcessed(hosts) {
+  let total = 0
+  for (const host of hosts) total += Number(/total_commands_processed:(\d+)/.exec(await respOnce(host.port, ['INFO', 'stats']))[1])
+  return total
+}
+
+/**
+ * Two waiters (in two clients) for a Redlock key held on 2 of 3 hosts, the third free: they
+ * must sleep until the lock is released or runs out, not poll.
+ */
+async function probeWaitersWithOneHostFree(topologies, recorder) {
+  const topology = topologies.find((t) => t.name === 'rl3')
+  const urls = topology.hosts.map((h) => h.proxy.url)
+  const key = topology.keys[0]
+  const options = { connectTimeout: CONNECT_TIMEOUT_MS, commandTimeout: COMMAND_TIMEOUT_MS }
+  const clients = [0, 1, 2].map(() => new Redlock(urls, options))
+  const third = topology.hosts[2].proxy
+  try {
+    third.blackhole('up')
+    const holder = await clients[0].acquire(key, { ttl: 5000 })
+    third.heal()
+    third.reset()
+    const waits = [1, 2].map((i) => clients[i].acquire(key, { ttl: 1000, waitTimeout: 1500 }).catch(() => null))
+    await sleep(200)
+    const before = await commandsProcessed(topology.hosts)
+    const start = now()
+    await sleep(1000)
+    const rate = ((await commandsProcessed(topology.hosts)) - before) / ((now() - start) / 1000)
+    await holder.release().catch(() => {})
+    for (const lock of await Promise.all(waits)) await lock?.release().catch(() => {})
+    const perWaiter = Math.round(rate / 2)
+    recorder.record('probe', { promise: 5, name: 'two waiters for a Redlock key held on 2 of 3 hosts', topology: 'rl3', key, took: perWaiter, bound: COMMANDS_PER_WAITER_PER_S, outcome: `${perWaiter} commands/s per waiter`, expected: 'within bound' })
+  } finally {
+    third.heal()
+    for (const client of clients) await client.close()
+  }
+}
+
 async function runProbes(topologies, recorder) {
+  await probeWaitersWithOneHostFree(topologies, recorder)
   await probeRecoveryAfterOneWayLoss(topologies, recorder)
   await probeFenceAfterFailedRaise(topologies, recorder)
   await probeDeadFairWaiter(topologies, recorder)
