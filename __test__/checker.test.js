@@ -21,6 +21,7 @@ test(`the checker finds no violation in 60 s of faults (seed ${SEED})`, { timeou
   const code = await new Promise((resolve) => child.on('exit', resolve))
   console.log(output)
   const summary = JSON.parse(fs.readFileSync(json, 'utf8'))
+  fs.rmSync(path.dirname(json), { recursive: true, force: true })
   assert.equal(summary.seed, SEED)
   assert.ok(summary.grants > 200, `only ${summary.grants} grants`)
   const kindsStarted = Object.entries(summary.faults).filter(([, { started }]) => started > 0).map(([kind]) => kind)
