@@ -169,6 +169,7 @@ class Hold {
     }
     const lost = this.native.lostReason
     if (lost) return toRelockError(new Error(lost))
+    if (!this.native.isValid()) return new RelockError('ERR_RELOCK_LOCK_LOST', `'${key}' cannot be re-entered: its lease ran out`)
     return null
   }
 }

@@ -184,6 +184,16 @@ impl HeldLock {
   /// Releases the lock. `Ok(true)`: released now; `Ok(false)`: it had been released before.
   /// A lost lock is reported as [`ErrorKind::LockLost`] (once; later calls answer `Ok(false)`).
   pub async fn release(&self) -> Result<bool> {
+    if !self.is_valid() && self.state.lock().expect("lock state").phase == Phase::Held {
+      // The lease ran out and the guardian has not said so yet: say it now, so that the loss
+      // is reported (signal, onLost) before the release answers, as it would have been a moment
+      // later. The key is still released in case it is ours.
+      let reason = self.lose(self.ran_out_error());
+      let _ = self.client.release_on_quorum(&self.key, &self.token).await;
+      let mut state = self.state.lock().expect("lock state");
+      state.phase = Phase::Released;
+      return Err(reason);
+    }
     {
       let mut state = self.state.lock().expect("lock state");
       match state.phase {
@@ -263,7 +273,9 @@ impl HeldLock {
     let renewal_due = state
       .valid_until
       .checked_sub(Duration::from_millis(state.ttl_ms).mul_f64(1.0 - RENEW_EVERY));
-    let may_renew = self.watchdog && !self.capped_by_max_hold(state.valid_until);
+    let may_renew = self.watchdog
+      && !self.capped_by_max_hold(state.valid_until)
+      && now < state.valid_until;
     match renewal_due {
       Some(due) if may_renew => Some((due.min(state.valid_until), true)),
       _ if may_renew => Some((now, true)),
@@ -296,6 +308,18 @@ impl HeldLock {
     match self.client.extend(&self.key, &self.token, ttl_ms).await {
       Ok(Some(valid_until)) => {
         let mut state = self.state.lock().expect("lock state");
+        if Instant::now() >= state.valid_until {
+          // The lease ran out before the answer came: `isValid()` has answered false, and a
+          // lock is never valid again once it was not.
+          drop(state);
+          return Err(Error::new(
+            ErrorKind::LockLost,
+            format!(
+              "the lock on '{}' ran out before its renewal was answered",
+              self.key
+            ),
+          ));
+        }
         if state.phase == Phase::Held && valid_until > state.valid_until {
           state.valid_until = valid_until;
         }
@@ -387,9 +411,15 @@ async fn guard(held: Arc<HeldLock>) {
     };
     match renewed {
       Ok(()) => {
-        // A failed renewal that left time on the lease is retried soon, not at the next third.
+        // A failed renewal that left time on the lease is retried soon, not at the next third;
+        // the lease running out meanwhile is reported when it does.
         if held.next_step().is_some_and(|(at, _)| at <= renewed_at) {
-          tokio::time::sleep(RETRY_RENEWAL_AFTER).await;
+          let retry_at = (Instant::now() + RETRY_RENEWAL_AFTER).min(held.valid_until());
+          tokio::select! {
+            _ = held.released.cancelled() => return,
+            _ = closed.cancelled() => return end_at_close(&held).await,
+            _ = tokio::time::sleep_until(retry_at.into()) => {}
+          }
         }
       }
       Err(reason) => {
