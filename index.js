@@ -149,10 +149,16 @@ class Hold {
     this.acquiredAt = performance.now()
   }
 
-  // Releases the native lock once, however many handles still count on it.
+  // Releases the native lock once, however many handles still count on it. Handles that still
+  // count on it (a nested using still running, an inner acquire never released) learn it from
+  // the signal: their code runs on without the lock.
   async end() {
     if (this.state !== 'held') return false
     this.state = 'releasing'
+    const others = this.count - 1
+    if (others > 0) {
+      this.controller.abort(new RelockError('ERR_RELOCK_LOCK_LOST', `'${this.native.key}' was released by its outermost using while ${others} nested hold${others > 1 ? 's were' : ' was'} still active`))
+    }
     try {
       const released = await this.release()
       if (released) this.notify('released', { key: this.native.key, fence: this.native.fence, heldMs: performance.now() - this.acquiredAt, closed: false })
@@ -501,8 +507,11 @@ class Redlock extends EventEmitter {
     const forThisClient = new Map(outer?.get(this))
     forThisClient.set(key, hold)
     chain.set(this, forThisClient)
-    // A lost lock makes the native release reject with its reason.
-    const finish = outermost ? () => call(() => hold.end()) : () => lock.release()
+    // A lost lock makes the native release reject with its reason; a nested using whose hold
+    // its outermost using ended meanwhile rejects with the reason its signal got.
+    const finish = outermost
+      ? () => call(() => hold.end())
+      : () => (hold.state !== 'held' && hold.controller.signal.aborted ? Promise.reject(hold.controller.signal.reason) : lock.release())
     let result
     try {
       result = await heldInChain.run(chain, () => fn(lock))

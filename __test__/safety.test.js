@@ -208,6 +208,34 @@ test('a nested using whose lock was lost rejects like the outer one', async () =
   })
 })
 
+test('a nested using still running when the outermost using ends learns it from its signal and rejects', async () => {
+  await withServer(async (server) => {
+    const locks = new Redlock(server.url, FAST)
+    const other = new Redlock(server.url, FAST)
+    try {
+      let nested
+      let nestedSignal
+      await locks.using('scope-outlived', { ttl: 2000 }, async () => {
+        nested = locks.using('scope-outlived', async (inner) => {
+          nestedSignal = inner.signal
+          await sleep(200) // the outermost using ends meanwhile
+          assert.equal(inner.isValid(), false)
+        }).then(() => 'resolved', (error) => error)
+        await sleep(20) // the nested using has re-entered
+      })
+      assert.equal(nestedSignal.aborted, true, 'the nested hold was not told')
+      assert.equal(nestedSignal.reason.code, 'ERR_RELOCK_LOCK_LOST')
+      assert.ok(await other.lock('scope-outlived', 1000), 'the key is still held after the outermost using ended')
+      const outcome = await nested
+      assert.equal(outcome.code, 'ERR_RELOCK_LOCK_LOST', `the nested using ${outcome}`)
+      assert.match(outcome.message, /outermost using/)
+    } finally {
+      await locks.close()
+      await other.close()
+    }
+  })
+})
+
 // 2. Fences only grow.
 test('fence counters never expire, also when a lock is only renewed', async () => {
   await withServer(async (server) => {
