@@ -413,7 +413,7 @@ class Redlock extends EventEmitter {
    * it is held. Resolves to a Lock handle.
    */
   acquire(key, options) {
-    return this.#acquire(key, expectOptions('options', options, ACQUIRE_OPTIONS))
+    return call(() => this.#acquire(key, expectOptions('options', options, ACQUIRE_OPTIONS)))
   }
 
   /**

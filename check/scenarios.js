@@ -6,8 +6,8 @@
 const { now, sleep } = require('./clock')
 const { isLockKey, APP_KEYS } = require('./topologies')
 
-// Short leases so faults matter, plus one near the smallest that still works.
-const TTLS = [[20, 0.4], [200, 2], [300, 2], [500, 2], [1000, 1.5], [2000, 1]]
+// Short leases so faults matter, plus the smallest accepted (100 ms).
+const TTLS = [[100, 0.6], [200, 2], [300, 2], [500, 2], [1000, 1.5], [2000, 1]]
 const FAIR_TTLS = [500, 1000, 2000, 6000]
 
 let nextCallId = 0
@@ -16,10 +16,11 @@ function pickTtl(rng) {
   return rng.weighted(TTLS.map(([ttl, weight]) => [ttl, weight]))
 }
 
-// maxHold below ttl/3 (ends renewal before the first one), or well above the ttl.
+// maxHold below ttl/3 (ends renewal before the first one), or well above the ttl; never below
+// the smallest lease accepted.
 function pickMaxHold(rng, ttl) {
   const roll = rng.next()
-  if (roll < 0.1) return Math.max(1, Math.floor(ttl / 4))
+  if (roll < 0.1) return Math.max(100, Math.floor(ttl / 4))
   if (roll < 0.2) return ttl * 3
   return undefined
 }

@@ -323,15 +323,20 @@ impl Client {
     }
     let pending = std::mem::take(&mut tally.pending);
     let undo = if !tally.yes.is_empty() || !pending.is_empty() || !tally.failed.is_empty() {
-      // A host that failed may have run the attempt and hold a lock that others now wait on;
-      // hosts that merely answered late, or said yes to a refused attempt, never made anyone
-      // wait (and waking for them would let waiters of a held lock chase each other).
-      let wake = if tally.has_quorum() || !tally.failed.is_empty() {
-        Wake::Waiters
-      } else {
-        Wake::Nobody
-      };
-      self.undo(key, token, pending, wake)
+      // A lock held on a majority, or a host that failed (it may have run the attempt and hold
+      // a lock that others now wait on) wakes waiters when released; a host that said yes to
+      // an attempt that got no majority, or answered late, made nobody wait, and waking for it
+      // would let waiters of a held lock chase each other.
+      let wakes = (0..self.hosts.len())
+        .map(|index| {
+          if tally.has_quorum() || tally.failed_hosts.contains(&index) {
+            Wake::Waiters
+          } else {
+            Wake::Nobody
+          }
+        })
+        .collect();
+      self.undo_per_host(key, token, pending, wakes)
     } else {
       Undo::none()
     };
@@ -360,12 +365,23 @@ impl Client {
     pending: Vec<(usize, JoinHandle<Vote<T>>)>,
     wake: Wake,
   ) -> Undo {
+    self.undo_per_host(key, token, pending, vec![wake; self.hosts.len()])
+  }
+
+  /// As [`Client::undo`], with whether to wake waiters said per host.
+  fn undo_per_host<T: Send + 'static>(
+    &self,
+    key: &str,
+    token: &str,
+    pending: Vec<(usize, JoinHandle<Vote<T>>)>,
+    wakes: Vec<Wake>,
+  ) -> Undo {
     let release = release_on_every_host(
       self.hosts.clone(),
       LockKeys::new(key),
       token.to_owned(),
       pending,
-      wake,
+      wakes,
     );
     Undo(Some(self.guardians.spawn(release)))
   }
@@ -519,10 +535,10 @@ async fn release_on_every_host<T>(
   keys: LockKeys,
   token: String,
   mut pending: Vec<(usize, JoinHandle<Vote<T>>)>,
-  wake: Wake,
+  wakes: Vec<Wake>,
 ) {
   join_all(hosts.iter().enumerate().map(|(index, host)| {
-    let (keys, token) = (&keys, &token);
+    let (keys, token, wake) = (&keys, &token, wakes[index]);
     let attempt = pending
       .iter()
       .position(|(i, _)| *i == index)

@@ -34,6 +34,8 @@ struct State {
   valid_until: Instant,
   ttl_ms: u64,
   lost: Option<Error>,
+  /// Why the last renewal failed, while no renewal has succeeded since.
+  renewal_failure: Option<Error>,
 }
 
 pub struct HeldLock {
@@ -89,6 +91,7 @@ impl HeldLock {
         valid_until: grant.valid_until,
         ttl_ms: grant.ttl_ms,
         lost: None,
+        renewal_failure: None,
       }),
       changed: Notify::new(),
       released: CancellationToken::new(),
@@ -323,12 +326,16 @@ impl HeldLock {
         if state.phase == Phase::Held && valid_until > state.valid_until {
           state.valid_until = valid_until;
         }
+        state.renewal_failure = None;
         self.client.stats().record(Event::Renewed);
         Ok(())
       }
       Ok(None) => Err(self.not_held_error()),
       Err(error) => {
-        let expired = Instant::now() >= self.state.lock().expect("lock state").valid_until;
+        let mut state = self.state.lock().expect("lock state");
+        let expired = Instant::now() >= state.valid_until;
+        state.renewal_failure = Some(error.clone());
+        drop(state);
         if expired {
           Err(Error::new(
             ErrorKind::LockLost,
@@ -358,10 +365,19 @@ impl HeldLock {
         ),
       );
     }
-    Error::new(
-      ErrorKind::LockLost,
-      format!("the lease on '{}' ran out without renewal", self.key),
-    )
+    match self.state.lock().expect("lock state").renewal_failure.clone() {
+      Some(failure) => Error::new(
+        ErrorKind::LockLost,
+        format!(
+          "the lock on '{}' ran out while it could not be renewed: {failure}",
+          self.key
+        ),
+      ),
+      None => Error::new(
+        ErrorKind::LockLost,
+        format!("the lease on '{}' ran out without renewal", self.key),
+      ),
+    }
   }
 }
 

@@ -30,6 +30,8 @@ pub struct Tally<T> {
   /// Shortest remaining ttl that a refusing host reported, if any.
   pub holder_ttl_ms: Option<i64>,
   pub failed: Vec<Error>,
+  /// The hosts (by index) whose failures `failed` holds.
+  pub failed_hosts: Vec<usize>,
   /// Hosts still working on the request when the outcome was decided.
   pub pending: Vec<(usize, JoinHandle<Vote<T>>)>,
 }
@@ -87,7 +89,10 @@ impl<T> Tally<T> {
           self.holder_ttl_ms = Some(self.holder_ttl_ms.map_or(ttl, |shortest| shortest.min(ttl)));
         }
       }
-      Vote::Failed(error) => self.failed.push(error),
+      Vote::Failed(error) => {
+        self.failed.push(error);
+        self.failed_hosts.push(index);
+      }
     }
   }
 }
@@ -112,6 +117,7 @@ where
     no: 0,
     holder_ttl_ms: None,
     failed: Vec::new(),
+    failed_hosts: Vec::new(),
     pending: Vec::new(),
   };
   if let [host] = hosts {
@@ -215,6 +221,7 @@ mod tests {
       no: 0,
       holder_ttl_ms: None,
       failed: vec![],
+      failed_hosts: vec![],
       pending: vec![],
     }
   }
