@@ -65,6 +65,11 @@ export interface RedlockOptions extends RetryOptions {
   replicaAck?: ReplicaAckOptions
   /** Find the master through Redis Sentinel: the URLs are then the Sentinels' addresses. */
   sentinel?: { name: string }
+  /**
+   * Put before every key relock writes (lock keys, fence counters, queues, channels), so that
+   * several applications share one Redis without meeting; keys in the API never include it.
+   */
+  prefix?: string
   /** The URLs are seed nodes of one Redis Cluster. Default false. */
   cluster?: boolean
 }

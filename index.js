@@ -110,6 +110,7 @@ const CLIENT_OPTIONS = {
   replicaAck: 'object',
   sentinel: 'object',
   cluster: 'boolean',
+  prefix: 'string',
 }
 const REPLICA_ACK_OPTIONS = { replicas: 'number', timeout: 'number', policy: 'string' }
 const TLS_OPTIONS = { ca: null, cert: null, key: null, dangerouslyAcceptAnyCertificate: 'boolean' }

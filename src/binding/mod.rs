@@ -70,6 +70,8 @@ pub struct ClientConfig {
   pub sentinel: Option<SentinelConfig>,
   /// The URLs are seed nodes of one Redis Cluster. Default false.
   pub cluster: Option<bool>,
+  /// Put before every key relock writes. Default: none.
+  pub prefix: Option<String>,
 }
 
 /// A master found through Redis Sentinel.
@@ -154,6 +156,13 @@ fn client_options(config: &ClientConfig) -> core::Result<ClientOptions> {
       .as_ref()
       .map(|sentinel| sentinel.name.clone()),
     cluster: config.cluster.unwrap_or(false),
+    prefix: match &config.prefix {
+      Some(prefix) => {
+        validate::prefix(prefix)?;
+        prefix.clone()
+      }
+      None => String::new(),
+    },
     on_notice: None,
   })
 }

@@ -269,8 +269,9 @@ impl Client {
     on_lost: LostCallback,
   ) -> impl std::future::Future<Output = Result<Arc<HeldLock>>> + Send + 'static {
     let client = self.clone();
-    let key = key.to_owned();
-    let checked = validate::key(&key).and_then(|()| {
+    let name = key.to_owned();
+    let key = client.redis_key(key).into_owned();
+    let checked = validate::key(&name).and_then(|()| {
       if client.is_closed() {
         return Err(Error::closed());
       }
@@ -286,7 +287,7 @@ impl Client {
       let place = checked?;
       let started = Instant::now();
       let stop = Stop {
-        key: &key,
+        key: &name,
         cancel,
         closed: client.closed_token().clone(),
         started,
@@ -315,7 +316,7 @@ impl Client {
         _ => client.count(&outcome, |_| Some(Event::Acquired)),
       }
       match outcome {
-        Ok(grant) => Ok(HeldLock::start(client.clone(), grant, on_lost)),
+        Ok(grant) => Ok(HeldLock::start(client.clone(), grant, name, on_lost)),
         Err(error) => {
           if options.fair || leftovers.attempt.is_some() {
             // Leave the fair queue (and pass the lock on if a release handed it to us
@@ -686,7 +687,7 @@ impl Client {
     if self.options().replica_ack.is_some() {
       // The hand-over was written by the releasing client; WAIT covers only this client's own
       // writes, so renew first (a write of ours that replicates after the hand-over).
-      match self.extend(&keys.lock, token, options.lease_ms()).await? {
+      match self.extend_stored(&keys.lock, token, options.lease_ms()).await? {
         Some(renewed) => valid_until = renewed,
         None => {
           return Err(Error::new(

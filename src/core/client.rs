@@ -101,6 +101,15 @@ impl Client {
     &self.options
   }
 
+  /// The key as stored in Redis: with the client's prefix.
+  pub fn redis_key<'k>(&self, key: &'k str) -> std::borrow::Cow<'k, str> {
+    if self.options.prefix.is_empty() {
+      std::borrow::Cow::Borrowed(key)
+    } else {
+      std::borrow::Cow::Owned(format!("{}{key}", self.options.prefix))
+    }
+  }
+
   pub fn hosts(&self) -> &[Arc<Host>] {
     &self.hosts
   }
@@ -214,6 +223,8 @@ impl Client {
   /// Takes `key` for `ttl_ms` with a fresh random token, retrying as `retry` says.
   /// `Ok(None)`: someone else holds it.
   pub async fn lock(&self, key: &str, ttl_ms: u64, retry: &RetryPolicy) -> Result<Option<Lease>> {
+    validate::key(key)?;
+    let key = &*self.redis_key(key);
     let mut outcome = self.lock_with_retries(key, ttl_ms, retry).await;
     if let (Ok(Some(lease)), true) = (&outcome, self.is_closed()) {
       // Taken while the client closed: nobody will release it, so do it now.
@@ -236,7 +247,6 @@ impl Client {
     ttl_ms: u64,
     retry: &RetryPolicy,
   ) -> Result<Option<Lease>> {
-    validate::key(key)?;
     let started = Instant::now();
     let budget_end = retry.budget.map(|budget| started + budget);
     let mut attempt = 0;
@@ -441,6 +451,11 @@ impl Client {
     validate::key(key)?;
     validate::token(token)?;
     self.ensure_open()?;
+    self.extend_stored(&self.redis_key(key), token, ttl_ms).await
+  }
+
+  /// `extend` of a key as stored in Redis (prefixed already).
+  pub async fn extend_stored(&self, key: &str, token: &str, ttl_ms: u64) -> Result<Option<Instant>> {
     let started = Instant::now();
     let tally = self
       .ask_each(key, token, |host, key, token| async move {
@@ -470,7 +485,7 @@ impl Client {
     validate::key(key)?;
     validate::token(token)?;
     self.ensure_open()?;
-    let outcome = self.release_on_quorum(key, token).await;
+    let outcome = self.release_on_quorum(&self.redis_key(key), token).await;
     self.count(&outcome, |released| released.then_some(Event::Unlocked));
     outcome
   }

@@ -40,6 +40,9 @@ struct State {
 
 pub struct HeldLock {
   client: Arc<Client>,
+  /// The key as the caller named it.
+  name: String,
+  /// The key as stored in Redis (with the client's prefix).
   key: String,
   token: String,
   fence: i64,
@@ -56,7 +59,7 @@ pub struct HeldLock {
 impl std::fmt::Debug for HeldLock {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     f.debug_struct("HeldLock")
-      .field("key", &self.key)
+      .field("key", &self.name)
       .field("fence", &self.fence)
       .field("valid", &self.is_valid())
       .finish()
@@ -76,11 +79,17 @@ pub struct Grant {
 impl HeldLock {
   /// Wraps a freshly taken lock and starts its guardian task (the watchdog when enabled; in
   /// any case the task that reports expiry and ends the lock at `close`).
-  pub fn start(client: Arc<Client>, grant: Grant, on_lost: LostCallback) -> Arc<HeldLock> {
+  pub fn start(
+    client: Arc<Client>,
+    grant: Grant,
+    name: String,
+    on_lost: LostCallback,
+  ) -> Arc<HeldLock> {
     // maxHold counts from the grant; the lease was taken no longer than maxHold (see
     // `AcquireOptions::lease_ms`), so it cannot outlast the cap either.
     let acquired_at = Instant::now();
     let held = Arc::new(HeldLock {
+      name,
       key: grant.key,
       token: grant.token,
       fence: grant.fence,
@@ -102,8 +111,9 @@ impl HeldLock {
     held
   }
 
+  /// The key as the caller named it.
   pub fn key(&self) -> &str {
-    &self.key
+    &self.name
   }
 
   pub fn token(&self) -> &str {
@@ -145,7 +155,7 @@ impl HeldLock {
         if left == 0 {
           return Err(Error::new(
             ErrorKind::LockLost,
-            format!("the lock on '{}' reached its maxHold", self.key),
+            format!("the lock on '{}' reached its maxHold", self.name),
           ));
         }
         ttl_ms.min(left)
@@ -153,7 +163,7 @@ impl HeldLock {
       None => ttl_ms,
     };
     self.expect_lease_of_at_most(lease_ms);
-    match self.client.extend(&self.key, &self.token, lease_ms).await {
+    match self.client.extend_stored(&self.key, &self.token, lease_ms).await {
       Ok(Some(valid_until)) => {
         let mut state = self.state.lock().expect("lock state");
         if state.phase == Phase::Held {
@@ -227,7 +237,7 @@ impl HeldLock {
       Phase::Held => Ok(()),
       Phase::Released => Err(Error::new(
         ErrorKind::LockLost,
-        format!("the lock on '{}' was already released", self.key),
+        format!("the lock on '{}' was already released", self.name),
       )),
       Phase::Lost => Err(state.lost.clone().expect("a lost lock has a reason")),
     }
@@ -238,7 +248,7 @@ impl HeldLock {
       ErrorKind::LockLost,
       format!(
         "the lock on '{}' is no longer held: it expired or was taken over",
-        self.key
+        self.name
       ),
     )
   }
@@ -308,7 +318,7 @@ impl HeldLock {
       }
     };
     self.expect_lease_of_at_most(ttl_ms);
-    match self.client.extend(&self.key, &self.token, ttl_ms).await {
+    match self.client.extend_stored(&self.key, &self.token, ttl_ms).await {
       Ok(Some(valid_until)) => {
         let mut state = self.state.lock().expect("lock state");
         if Instant::now() >= state.valid_until {
@@ -319,7 +329,7 @@ impl HeldLock {
             ErrorKind::LockLost,
             format!(
               "the lock on '{}' ran out before its renewal was answered",
-              self.key
+              self.name
             ),
           ));
         }
@@ -341,7 +351,7 @@ impl HeldLock {
             ErrorKind::LockLost,
             format!(
               "the lock on '{}' ran out while it could not be renewed: {error}",
-              self.key
+              self.name
             ),
           ))
         } else {
@@ -361,7 +371,7 @@ impl HeldLock {
         ErrorKind::LockLost,
         format!(
           "the lock on '{}' reached its maxHold and was left to expire",
-          self.key
+          self.name
         ),
       );
     }
@@ -370,12 +380,12 @@ impl HeldLock {
         ErrorKind::LockLost,
         format!(
           "the lock on '{}' ran out while it could not be renewed: {failure}",
-          self.key
+          self.name
         ),
       ),
       None => Error::new(
         ErrorKind::LockLost,
-        format!("the lease on '{}' ran out without renewal", self.key),
+        format!("the lease on '{}' ran out without renewal", self.name),
       ),
     }
   }
@@ -417,7 +427,7 @@ async fn guard(held: Arc<HeldLock>) {
               ErrorKind::LockLost,
               format!(
                 "the lock on '{}' ran out while it could not be renewed: the renewal sent had no answer yet",
-                held.key
+                held.name
               ),
             ));
             return;
@@ -449,7 +459,7 @@ async fn guard(held: Arc<HeldLock>) {
 async fn end_at_close(held: &HeldLock) {
   let reason = Error::new(
     ErrorKind::Closed,
-    format!("the client was closed while holding '{}'", held.key),
+    format!("the client was closed while holding '{}'", held.name),
   );
   if held.lose(reason).kind() == ErrorKind::Closed {
     let _ = held.client.release_on_quorum(&held.key, &held.token).await;

@@ -55,7 +55,7 @@ impl Client {
   pub async fn inspect(&self, key: &str) -> Result<Vec<LockState>> {
     validate::key(key)?;
     self.ensure_open()?;
-    let keys = LockKeys::new(key);
+    let keys = LockKeys::new(&self.redis_key(key));
     let answers = join_all(self.hosts().iter().map(|host| {
       let keys = &keys;
       async move {
@@ -90,19 +90,25 @@ impl Client {
       ));
     }
     self.ensure_open()?;
+    let pattern = format!("{}{pattern}", glob_escaped(&self.options().prefix));
     let scans = join_all(
       self
         .hosts()
         .iter()
-        .map(|host| self.list_on(host, pattern, limit)),
+        .map(|host| self.list_on(host, &pattern, limit)),
     )
     .await;
     every_host_failed(scans.iter().map(|scan| scan.as_ref().err()))?;
     let mut found = std::collections::BTreeSet::new();
     let mut failed = Vec::new();
+    let prefix = &self.options().prefix;
     for (host, scan) in self.hosts().iter().zip(scans) {
       match scan {
-        Ok(keys) => found.extend(keys),
+        Ok(keys) => found.extend(
+          keys
+            .into_iter()
+            .filter_map(|key| key.strip_prefix(prefix.as_str()).map(str::to_owned)),
+        ),
         Err(error) => failed.push((host.label().to_owned(), error)),
       }
     }
@@ -164,7 +170,7 @@ impl Client {
         foreign.host
       )));
     }
-    let keys = LockKeys::new(key);
+    let keys = LockKeys::new(&self.redis_key(key));
     let mut released = 0;
     for (host, state) in self.hosts().iter().zip(states) {
       if let Some(token) = state.holder {
@@ -175,6 +181,18 @@ impl Client {
     }
     Ok(released >= quorum_of(self.hosts().len()))
   }
+}
+
+/// `text` with the glob characters of SCAN MATCH escaped, to match literally.
+fn glob_escaped(text: &str) -> String {
+  let mut escaped = String::with_capacity(text.len());
+  for c in text.chars() {
+    if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+      escaped.push('\\');
+    }
+    escaped.push(c);
+  }
+  escaped
 }
 
 /// The error for a call that no host answered: a single host's own, or all of them named.

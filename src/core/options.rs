@@ -25,6 +25,9 @@ pub struct ClientOptions {
   pub sentinel: Option<String>,
   /// The URLs are seed nodes of one Redis Cluster.
   pub cluster: bool,
+  /// Put before every key relock writes (lock keys, side keys, channels), so that several
+  /// applications can share one Redis; callers never see it.
+  pub prefix: String,
   /// Told of problems that do not fail a call (a replica shortfall under the `warn` policy).
   pub on_notice: Option<NoticeCallback>,
 }
@@ -106,6 +109,7 @@ impl Default for ClientOptions {
       replica_ack: None,
       sentinel: None,
       cluster: false,
+      prefix: String::new(),
       on_notice: None,
     }
   }

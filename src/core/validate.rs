@@ -30,6 +30,19 @@ pub fn lease(name: &str, value: f64) -> Result<u64> {
   Ok(millis)
 }
 
+/// Longest key prefix accepted, in bytes.
+pub const MAX_PREFIX_BYTES: usize = 256;
+
+pub fn prefix(prefix: &str) -> Result<()> {
+  if prefix.len() > MAX_PREFIX_BYTES {
+    return Err(Error::invalid_argument(format!(
+      "prefix is {} bytes long; the limit is {MAX_PREFIX_BYTES}",
+      prefix.len()
+    )));
+  }
+  Ok(())
+}
+
 pub fn key(key: &str) -> Result<()> {
   if key.is_empty() {
     return Err(Error::invalid_argument("key must be a non-empty string"));
