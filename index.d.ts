@@ -48,6 +48,14 @@ export interface TlsOptions {
 }
 
 /** Client settings; all durations in milliseconds. */
+/** Where relock's log lines go: any of the four methods, each called with one line. */
+export interface RelockLogger {
+  debug?(line: string): void
+  info?(line: string): void
+  warn?(line: string): void
+  error?(line: string): void
+}
+
 export interface RedlockOptions extends RetryOptions {
   /** Bound on connecting to one host. Default 2000. */
   connectTimeout?: number
@@ -70,6 +78,12 @@ export interface RedlockOptions extends RetryOptions {
    * several applications share one Redis without meeting; keys in the API never include it.
    */
   prefix?: string
+  /**
+   * Told what the client does that callers do not see: connections lost and regained, retries,
+   * failovers, failed renewals, lost locks. `console`, pino and winston fit. Without it,
+   * `DEBUG=relock` logs to stderr.
+   */
+  logger?: RelockLogger
   /** The URLs are seed nodes of one Redis Cluster. Default false. */
   cluster?: boolean
 }

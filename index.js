@@ -111,7 +111,9 @@ const CLIENT_OPTIONS = {
   sentinel: 'object',
   cluster: 'boolean',
   prefix: 'string',
+  logger: 'object',
 }
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error']
 const REPLICA_ACK_OPTIONS = { replicas: 'number', timeout: 'number', policy: 'string' }
 const TLS_OPTIONS = { ca: null, cert: null, key: null, dangerouslyAcceptAnyCertificate: 'boolean' }
 const SENTINEL_OPTIONS = { name: null }
@@ -277,6 +279,27 @@ function pem(name, value) {
   return text
 }
 
+// Where log lines go: the `logger` option (console, pino, winston and the like: an object with
+// debug/info/warn/error methods, any of them), or stderr when DEBUG names relock.
+function logSink(logger) {
+  if (logger !== undefined && logger !== null) {
+    const missing = LOG_LEVELS.every((level) => typeof logger[level] !== 'function')
+    if (missing) throw invalid('options.logger must have at least one of the methods debug, info, warn, error')
+    return (coded) => {
+      const at = coded.indexOf(' ')
+      const level = coded.slice(0, at)
+      if (typeof logger[level] !== 'function') return
+      try {
+        logger[level](`relock: ${coded.slice(at + 1)}`)
+      } catch {}
+    }
+  }
+  if (/(^|[\s,])(relock|relock:\*|\*)($|[\s,])/.test(process.env.DEBUG ?? '')) {
+    return (coded) => process.stderr.write(`relock ${coded}\n`)
+  }
+  return null
+}
+
 function nativeClientOptions(options) {
   if (!expectOptions('options', options, CLIENT_OPTIONS)) return undefined
   expectOptions('options.replicaAck', options.replicaAck, REPLICA_ACK_OPTIONS)
@@ -323,10 +346,10 @@ class Redlock extends EventEmitter {
     if (!Array.isArray(list) || list.length === 0 || !list.every((url) => typeof url === 'string')) {
       throw invalid(`urls must be a Redis URL string or a non-empty array of them, got ${describe(urls)}`)
     }
-    const nativeOptions = nativeClientOptions(options)
+    const { logger, ...nativeOptions } = nativeClientOptions(options) ?? {}
     const self = new WeakRef(this)
     try {
-      this.#native = new NativeClient(list, nativeOptions, () => self.deref()?.#settleCompleted(), (coded) => self.deref()?.#noticed(coded))
+      this.#native = new NativeClient(list, nativeOptions, () => self.deref()?.#settleCompleted(), (coded) => self.deref()?.#noticed(coded), logSink(logger))
     } catch (error) {
       throw toRelockError(error)
     }

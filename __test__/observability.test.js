@@ -7,6 +7,7 @@ const path = require('node:path')
 
 const { Redlock } = require('..')
 const { RedisServer, sleep } = require('./helpers/redis')
+const { lostWithin, eventually } = require('./helpers/waiting')
 
 let server
 let locks
@@ -153,4 +154,43 @@ test('prefix: every key relock writes carries it, and no key in the API shows it
     await prefixed.close()
     await plain.close()
   }
+})
+
+test('logger: connections lost and regained, retries, failed renewals and losses are told', async () => {
+  const host = await RedisServer.start()
+  const lines = []
+  const logger = { debug: (line) => lines.push(['debug', line]), warn: (line) => lines.push(['warn', line]), info: (line) => lines.push(['info', line]), error: (line) => lines.push(['error', line]) }
+  const locks = new Redlock(host.url, { logger, connectTimeout: 200, commandTimeout: 200, retryCount: 1, retryDelay: 10, retryJitter: 0 })
+  try {
+    const lock = await locks.acquire('logged', { ttl: 600 })
+    assert.equal(await locks.lock('logged', 1000), null) // busy, then one retry
+    await host.kill()
+    await lostWithin(lock, 3000)
+    await host.restart()
+    await eventually(() => locks.lock('logged-again', 1000), 'locking after the restart')
+    await sleep(50)
+    const text = lines.map(([level, line]) => `${level} ${line}`).join('\n')
+    assert.match(text, new RegExp(`debug relock: connected to ${host.url}`))
+    assert.match(text, /debug relock: lock 'logged': attempt 1 of 2: it is held; next in 10 ms/)
+    assert.match(text, new RegExp(`warn relock: ${host.url} stopped answering`))
+    assert.match(text, /warn relock: renewing 'logged' failed/)
+    assert.match(text, /error relock: the lock on 'logged' ran out while it could not be renewed/)
+    assert.match(text, new RegExp(`info relock: ${host.url} answers again`))
+    assert.throws(() => new Redlock(host.url, { logger: {} }), /options.logger must have at least one of the methods/)
+  } finally {
+    await locks.close()
+    await host.stop()
+  }
+})
+
+test('DEBUG=relock logs to stderr without a logger', () => {
+  const { spawnSync } = require('node:child_process')
+  const script = `const { Redlock } = require(${JSON.stringify(require('node:path').join(__dirname, '..'))})
+    const locks = new Redlock(${JSON.stringify(server.url)})
+    locks.lock('debug-env', 1000).then(() => locks.close())`
+  const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, DEBUG: 'express,relock' } })
+  assert.equal(run.status, 0, run.stderr)
+  assert.match(run.stderr, new RegExp(`relock debug connected to ${server.url}`))
+  const quiet = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, DEBUG: 'express' } })
+  assert.equal(quiet.stderr, '')
 })

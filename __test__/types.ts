@@ -1,12 +1,13 @@
 // Compiled with `tsc --noEmit --strict` by the test command: every exported name, used as
 // the README shows it. It is type-checked, not run.
 import RedlockDefault, { Lock, Redlock, RelockError } from '..'
-import type { AcquireOptions, LockInfo, LockListing, LockStats, LockWithValidity, RedlockEvents, RedlockOptions, RelockErrorCode, RetryOptions, TlsOptions } from '..'
+import type { RelockLogger, AcquireOptions, LockInfo, LockListing, LockStats, LockWithValidity, RedlockEvents, RedlockOptions, RelockErrorCode, RetryOptions, TlsOptions } from '..'
 
 async function example(): Promise<void> {
-  const options: RedlockOptions = { prefix: 'billing:', connectTimeout: 2000, commandTimeout: 1000, driftFactor: 0.01, retryCount: 3, retryDelay: 50, retryJitter: 50, retryTimeout: 1000 }
+  const options: RedlockOptions = { prefix: 'billing:', logger: console, connectTimeout: 2000, commandTimeout: 1000, driftFactor: 0.01, retryCount: 3, retryDelay: 50, retryJitter: 50, retryTimeout: 1000 }
   const locks = new Redlock('redis://127.0.0.1:6379', options)
   const sameClass: typeof Redlock = RedlockDefault
+  const warnOnly: RelockLogger = { warn: (line) => console.warn(line) }
   const redlock = new Redlock(['redis://127.0.0.1:7001', 'redis://127.0.0.1:7002', 'redis://127.0.0.1:7003'])
   const tls: TlsOptions = { ca: Buffer.from('-----BEGIN CERTIFICATE-----'), cert: 'PEM', key: 'PEM', dangerouslyAcceptAnyCertificate: false }
   const secure = new Redlock('rediss://redis.internal:6380', { username: 'locker', password: 'secret', tls, replicaAck: { replicas: 1, timeout: 50, policy: 'warn' } })

@@ -164,6 +164,7 @@ fn client_options(config: &ClientConfig) -> core::Result<ClientOptions> {
       None => String::new(),
     },
     on_notice: None,
+    log: None,
   })
 }
 
@@ -250,17 +251,29 @@ impl NativeClient {
   ///
   /// `on_notice` is called with a coded message for problems that do not fail a call (a
   /// replica shortfall under the `warn` policy).
+  ///
+  /// `on_log`, when given, is called with `"<level> <line>"` for what the client does that
+  /// callers do not see (connections lost and regained, retries, failovers, failed renewals).
   #[napi(constructor)]
   pub fn new(
     urls: Vec<String>,
     config: Option<ClientConfig>,
     on_completed: Wake,
     on_notice: ThreadsafeFunction<String, (), String, Status, false, true>,
+    on_log: Option<ThreadsafeFunction<String, (), String, Status, false, true>>,
   ) -> napi::Result<Self> {
     let mut options = client_options(&config.unwrap_or_default()).map_err(to_js)?;
     options.on_notice = Some(Arc::new(move |notice: &core::Error| {
       on_notice.call(notice.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
     }));
+    if let Some(on_log) = on_log {
+      options.log = Some(Arc::new(move |level: core::LogLevel, line: String| {
+        on_log.call(
+          format!("{} {line}", level.name()),
+          ThreadsafeFunctionCallMode::NonBlocking,
+        );
+      }));
+    }
     let client =
       within_runtime_if_available(|| core::Client::new(&urls, options)).map_err(to_js)?;
     Ok(NativeClient {

@@ -18,6 +18,7 @@ use crate::core::host::ToRedisArgsRef;
 use crate::core::notify::Subscription;
 use crate::core::quorum::{self, Vote};
 use crate::core::scripts::{LockKeys, Wake, ACQUIRE, ACQUIRE_FAIR, RAISE_FENCE};
+use crate::core::options::LogLevel;
 use crate::core::stats::Event;
 use crate::core::validate;
 
@@ -420,6 +421,9 @@ impl Client {
         }
         Ok(Try::Busy(recheck)) => recheck,
         Err(error) if is_transient(&error) => {
+          self.options().log(LogLevel::Warn, || {
+            format!("waiting for '{}': an attempt failed, retrying: {error}", stop.key)
+          });
           last_failure = Some(error);
           self.options().retry.pause()
         }
@@ -649,6 +653,9 @@ impl Client {
         Ok(reply) => recheck_after(reply.get(1).copied().filter(|ttl| *ttl >= 0)).min(heartbeat),
         Err(error) if unreachable_tries >= 2 => return Err(error),
         Err(error) if is_transient(&error) => {
+          self.options().log(LogLevel::Warn, || {
+            format!("waiting for '{}': an attempt failed, retrying: {error}", stop.key)
+          });
           last_failure = Some(error);
           self.options().retry.pause().min(heartbeat)
         }

@@ -15,7 +15,7 @@ use crate::core::notify::Notifications;
 
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::host::Host;
-use crate::core::options::{ClientOptions, ReplicaPolicy, RetryPolicy};
+use crate::core::options::{ClientOptions, LogLevel, ReplicaPolicy, RetryPolicy};
 use crate::core::quorum::{self, Tally, Vote};
 use crate::core::scripts::{LockKeys, Wake, EXTEND};
 use crate::core::stats::{Event, Stats};
@@ -272,6 +272,17 @@ impl Client {
         return outcome.map(|_| None);
       }
       attempt += 1;
+      self.options.log(LogLevel::Debug, || {
+        let why = match &outcome {
+          Ok(_) => "it is held".to_owned(),
+          Err(error) => format!("it failed: {error}"),
+        };
+        format!(
+          "lock '{key}': attempt {attempt} of {}: {why}; next in {} ms",
+          retry.count + 1,
+          pause.as_millis()
+        )
+      });
       tokio::select! {
         _ = self.closed.cancelled() => return Err(Error::closed()),
         _ = tokio::time::sleep(pause) => {}

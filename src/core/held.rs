@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::core::client::Client;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::quorum;
+use crate::core::options::LogLevel;
 use crate::core::stats::Event;
 
 /// Called once, from a tokio thread, when a held lock is lost (not when `close` ends it).
@@ -269,6 +270,10 @@ impl HeldLock {
       self.client.stats().record(Event::Closed);
     } else {
       self.client.stats().record(Event::Lost);
+      self
+        .client
+        .options()
+        .log(LogLevel::Error, || reason.message().to_owned());
       if let Some(on_lost) = on_lost {
         on_lost(&reason);
       }
@@ -343,9 +348,17 @@ impl HeldLock {
       Ok(None) => Err(self.not_held_error()),
       Err(error) => {
         let mut state = self.state.lock().expect("lock state");
-        let expired = Instant::now() >= state.valid_until;
+        let left = state.valid_until.saturating_duration_since(Instant::now());
+        let expired = left.is_zero();
         state.renewal_failure = Some(error.clone());
         drop(state);
+        self.client.options().log(LogLevel::Warn, || {
+          format!(
+            "renewing '{}' failed ({} ms of its lease left): {error}",
+            self.name,
+            left.as_millis()
+          )
+        });
         if expired {
           Err(Error::new(
             ErrorKind::LockLost,

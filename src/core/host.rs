@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use redis::{
 };
 
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::options::ClientOptions;
+use crate::core::options::{ClientOptions, LogCallback, LogLevel};
 
 const SCHEMES: [&str; 4] = ["redis", "rediss", "unix", "redis+unix"];
 
@@ -35,7 +36,14 @@ pub struct Host {
   call_timeout: Duration,
   command_timeout: Duration,
   connect_timeout: Duration,
+  /// Whether the host answered its last call, so that a change is logged once.
+  health: AtomicU8,
+  log: Option<LogCallback>,
 }
+
+const HEALTH_UNKNOWN: u8 = 0;
+const HEALTH_UP: u8 = 1;
+const HEALTH_DOWN: u8 = 2;
 
 #[derive(Clone)]
 struct Link {
@@ -221,7 +229,33 @@ impl Host {
       call_timeout: options.connect_timeout + options.command_timeout,
       command_timeout: options.command_timeout,
       connect_timeout: options.connect_timeout,
+      health: AtomicU8::new(HEALTH_UNKNOWN),
+      log: options.log.clone(),
     }
+  }
+
+  /// Notes how a call went, and logs when the host starts or stops answering. A host that
+  /// answers with an error (a script error, a wrong type) still answers.
+  fn observe<T>(&self, outcome: Result<T>) -> Result<T> {
+    let answered = match &outcome {
+      Ok(_) => true,
+      Err(error) => !matches!(
+        error.kind(),
+        ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::Auth
+      ),
+    };
+    let now = if answered { HEALTH_UP } else { HEALTH_DOWN };
+    let before = self.health.swap(now, Ordering::Relaxed);
+    if before != now {
+      if let Some(log) = &self.log {
+        match (&outcome, before) {
+          (Err(error), _) => log(LogLevel::Warn, format!("{} stopped answering: {error}", self.label)),
+          (Ok(_), HEALTH_UNKNOWN) => log(LogLevel::Debug, format!("connected to {}", self.label)),
+          _ => log(LogLevel::Info, format!("{} answers again", self.label)),
+        }
+      }
+    }
+    outcome
   }
 
   pub fn label(&self) -> &str {
@@ -326,6 +360,20 @@ impl Host {
       link.client.get_connection_info().addr() == client.get_connection_info().addr()
     });
     if !unchanged {
+      if let Some(log) = &self.log {
+        let master = label_of(client.get_connection_info().addr());
+        match self.current() {
+          Some(old) => log(
+            LogLevel::Warn,
+            format!(
+              "{}: failover, the master moved from {} to {master}",
+              self.label,
+              label_of(old.client.get_connection_info().addr())
+            ),
+          ),
+          None => log(LogLevel::Debug, format!("{}: the master is {master}", self.label)),
+        }
+      }
       let connection =
         ConnectionManager::new_lazy_with_config(client.clone(), self.manager_config.clone())
           .map_err(|e| self.describe(&e))?;
@@ -359,10 +407,15 @@ impl Host {
 
   /// Sends one command and reads its reply.
   pub async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T> {
-    let mut connection = self.connection().await?;
-    self
-      .bounded(Box::pin(command.query_async(&mut connection)))
-      .await
+    let outcome = match self.connection().await {
+      Ok(mut connection) => {
+        self
+          .bounded(Box::pin(command.query_async(&mut connection)))
+          .await
+      }
+      Err(error) => Err(error),
+    };
+    self.observe(outcome)
   }
 
   /// Runs `script` by EVALSHA; redis-rs loads it and retries once when the server answers
@@ -380,10 +433,15 @@ impl Host {
     for arg in args {
       arg.push_onto(&mut invocation);
     }
-    let mut connection = self.connection().await?;
-    self
-      .bounded(Box::pin(invocation.invoke_async(&mut connection)))
-      .await
+    let outcome = match self.connection().await {
+      Ok(mut connection) => {
+        self
+          .bounded(Box::pin(invocation.invoke_async(&mut connection)))
+          .await
+      }
+      Err(error) => Err(error),
+    };
+    self.observe(outcome)
   }
 
   /// Bounds one Redis call in time. Calls come boxed: a Redis call's future is large (script

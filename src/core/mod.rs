@@ -19,5 +19,5 @@ pub use client::{new_token, Client, Lease};
 pub use error::{Error, ErrorKind, Result};
 pub use held::{HeldLock, LostCallback};
 pub use inspect::{Listing, LockState, QueuedWaiter, LIST_LIMIT};
-pub use options::{ClientOptions, ReplicaAck, ReplicaPolicy, RetryPolicy, TlsOptions};
+pub use options::{ClientOptions, LogLevel, ReplicaAck, ReplicaPolicy, RetryPolicy, TlsOptions};
 pub use stats::{Counts, Event};

@@ -30,10 +30,44 @@ pub struct ClientOptions {
   pub prefix: String,
   /// Told of problems that do not fail a call (a replica shortfall under the `warn` policy).
   pub on_notice: Option<NoticeCallback>,
+  /// Told what the client does that a caller does not see: connections lost and regained,
+  /// retries, failovers, renewals that failed, locks lost.
+  pub log: Option<LogCallback>,
 }
 
 /// Receives problems that do not fail a call.
 pub type NoticeCallback = Arc<dyn Fn(&Error) + Send + Sync>;
+
+/// Receives log lines.
+pub type LogCallback = Arc<dyn Fn(LogLevel, String) + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+  Debug,
+  Info,
+  Warn,
+  Error,
+}
+
+impl LogLevel {
+  pub fn name(self) -> &'static str {
+    match self {
+      LogLevel::Debug => "debug",
+      LogLevel::Info => "info",
+      LogLevel::Warn => "warn",
+      LogLevel::Error => "error",
+    }
+  }
+}
+
+impl ClientOptions {
+  /// Logs a line, made only when somebody listens.
+  pub fn log(&self, level: LogLevel, line: impl FnOnce() -> String) {
+    if let Some(log) = &self.log {
+      log(level, line());
+    }
+  }
+}
 
 /// After taking a lock, wait (`WAIT`) until `replicas` replicas of each host copied it, for at
 /// most `timeout`. Asynchronous replication can otherwise lose an acknowledged lock in a
@@ -111,6 +145,7 @@ impl Default for ClientOptions {
       cluster: false,
       prefix: String::new(),
       on_notice: None,
+      log: None,
     }
   }
 }
