@@ -84,6 +84,12 @@ export interface RedlockOptions extends RetryOptions {
    * `DEBUG=relock` logs to stderr.
    */
   logger?: RelockLogger
+  /**
+   * OpenTelemetry metrics: wait and hold histograms, held and waiting gauges, lost locks.
+   * `meter` defaults to the global one of `@opentelemetry/api` (an optional peer dependency);
+   * `keyGroup` maps a key to a bounded label value (never label by the key itself).
+   */
+  metrics?: { meter?: unknown; keyGroup?: (key: string) => string }
   /** The URLs are seed nodes of one Redis Cluster. Default false. */
   cluster?: boolean
 }

@@ -8,6 +8,7 @@ const { AsyncLocalStorage } = require('node:async_hooks')
 const { EventEmitter } = require('node:events')
 const { inspect } = require('node:util')
 const { NativeClient } = require('./binding.js')
+const { createMetrics } = require('./lib/metrics.js')
 
 const CODE_PREFIX = /^(ERR_RELOCK_[A-Z_]+|ABORT_ERR): ([\s\S]*)$/
 
@@ -112,7 +113,9 @@ const CLIENT_OPTIONS = {
   cluster: 'boolean',
   prefix: 'string',
   logger: 'object',
+  metrics: 'object',
 }
+const METRICS_OPTIONS = { meter: null, keyGroup: 'function' }
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error']
 const REPLICA_ACK_OPTIONS = { replicas: 'number', timeout: 'number', policy: 'string' }
 const TLS_OPTIONS = { ca: null, cert: null, key: null, dangerouslyAcceptAnyCertificate: 'boolean' }
@@ -129,6 +132,8 @@ const ACQUIRE_OPTIONS = {
   onLost: 'function',
 }
 const { waitTimeout: _, ...TRY_ACQUIRE_OPTIONS } = ACQUIRE_OPTIONS
+
+const WAIT_OUTCOMES = { ERR_RELOCK_WAIT_TIMEOUT: 'timeout', ABORT_ERR: 'aborted', ERR_RELOCK_CLOSED: 'closed' }
 
 function abortError(signal) {
   return new RelockError('ABORT_ERR', 'the wait for the lock was aborted', { cause: signal.reason })
@@ -333,6 +338,7 @@ const clientsWithCallsInFlight = new Set()
 class Redlock extends EventEmitter {
   #native
   #holds = new Set()
+  #metrics = null
   #calls = new Map()
   #nextCallId = 0
 
@@ -346,7 +352,8 @@ class Redlock extends EventEmitter {
     if (!Array.isArray(list) || list.length === 0 || !list.every((url) => typeof url === 'string')) {
       throw invalid(`urls must be a Redis URL string or a non-empty array of them, got ${describe(urls)}`)
     }
-    const { logger, ...nativeOptions } = nativeClientOptions(options) ?? {}
+    const { logger, metrics, ...nativeOptions } = nativeClientOptions(options) ?? {}
+    if (expectOptions('options.metrics', metrics, METRICS_OPTIONS)) this.#metrics = createMetrics(metrics, invalid)
     const self = new WeakRef(this)
     try {
       this.#native = new NativeClient(list, nativeOptions, () => self.deref()?.#settleCompleted(), (coded) => self.deref()?.#noticed(coded), logSink(logger))
@@ -405,6 +412,12 @@ class Redlock extends EventEmitter {
       else call.resolve(records[at + 2])
     }
     if (this.#calls.size === 0) clientsWithCallsInFlight.delete(this)
+  }
+
+  // A hold ends once: released, lost or closed.
+  #endHold(hold, outcome) {
+    if (!this.#holds.delete(hold)) return
+    this.#metrics?.holdEnded(hold.native.key, outcome, performance.now() - hold.acquiredAt)
   }
 
   /** Redis hosts by address, without credentials. */
@@ -477,7 +490,7 @@ class Redlock extends EventEmitter {
       const onLostNative = (coded) => {
         const reason = toRelockError(new Error(coded))
         if (hold) {
-          this.#holds.delete(hold)
+          this.#endHold(hold, 'lost')
           hold.controller.abort(reason)
           this.#notify('lost', { key, fence: hold.native.fence, error: reason })
         }
@@ -491,20 +504,22 @@ class Redlock extends EventEmitter {
       }
       const cancel = () => request?.cancel()
       signal?.addEventListener('abort', cancel, { once: true })
+      this.#metrics?.waitStarted()
       try {
         const native = await this.#start('acquire', () => [key, config, onLostNative], (handle) => { request = handle })
-        const holds = this.#holds
+        this.#metrics?.waitEnded(key, 'acquired', performance.now() - waitStarted)
         hold = new Hold(native, this.#notify, () => {
-          holds.delete(hold)
+          this.#endHold(hold, 'released')
           return this.#start('release', () => [native])
         })
-        holds.add(hold)
+        this.#holds.add(hold)
         this.#notify('acquired', { key, fence: native.fence, waitedMs: performance.now() - waitStarted })
         const lost = native.lostReason
         if (lost) hold.controller.abort(toRelockError(new Error(lost)))
         return new Lock(hold)
       } catch (error) {
         const relockError = toRelockError(error)
+        if (!hold) this.#metrics?.waitEnded(key, WAIT_OUTCOMES[relockError.code] ?? 'failed', performance.now() - waitStarted)
         if (relockError.code === 'ERR_RELOCK_WAIT_TIMEOUT' && config.waitTimeout !== 0) this.#notify('timeout', { key, waitedMs: performance.now() - waitStarted })
         if (relockError.code === 'ABORT_ERR' && signal) throw abortError(signal)
         throw relockError
@@ -601,7 +616,8 @@ class Redlock extends EventEmitter {
     await closing
     // The native side released these locks. Closing is not losing: their signals abort with
     // ERR_RELOCK_CLOSED, onLost is not called, and they are reported as released.
-    for (const hold of this.#holds) {
+    for (const hold of [...this.#holds]) {
+      this.#endHold(hold, 'closed')
       const { key, fence } = hold.native
       hold.state = 'ended'
       hold.controller.abort(new RelockError('ERR_RELOCK_CLOSED', `the client was closed while holding '${key}'`))

@@ -194,3 +194,46 @@ test('DEBUG=relock logs to stderr without a logger', () => {
   const quiet = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, DEBUG: 'express' } })
   assert.equal(quiet.stderr, '')
 })
+
+test('metrics through OpenTelemetry: wait and hold histograms, held and waiting gauges, labels bounded by a key group', async () => {
+  const { MeterProvider, MetricReader } = require('@opentelemetry/sdk-metrics')
+  class Reader extends MetricReader {
+    async onForceFlush() {}
+    async onShutdown() {}
+  }
+  const reader = new Reader()
+  const provider = new MeterProvider({ readers: [reader] })
+  const meter = provider.getMeter('test')
+  const locks = new Redlock(server.url, { metrics: { meter, keyGroup: (key) => key.split(':')[0] } })
+  const points = async () => {
+    const { resourceMetrics } = await reader.collect()
+    const found = {}
+    for (const scope of resourceMetrics.scopeMetrics) for (const metric of scope.metrics) found[metric.descriptor.name] = metric.dataPoints
+    return found
+  }
+  try {
+    const first = await locks.acquire('orders:1', { ttl: 1000 })
+    const waiting = locks.acquire('orders:1', { ttl: 1000, waitTimeout: 100 }).catch((e) => e.code)
+    await sleep(20)
+    let found = await points()
+    assert.equal(found['relock.locks.held'][0].value, 1)
+    assert.equal(found['relock.locks.waiting'][0].value, 1)
+    assert.equal(await waiting, 'ERR_RELOCK_WAIT_TIMEOUT')
+    await first.release()
+    found = await points()
+    const waits = Object.fromEntries(found['relock.lock.wait.duration'].map((point) => [point.attributes['relock.outcome'], point]))
+    assert.equal(waits.acquired.value.count, 1)
+    assert.equal(waits.timeout.value.count, 1)
+    assert.ok(waits.timeout.value.sum >= 0.09, `a 100 ms wait recorded ${waits.timeout.value.sum} s`)
+    assert.deepEqual(waits.acquired.attributes, { 'relock.outcome': 'acquired', 'relock.key_group': 'orders' })
+    const [held] = found['relock.lock.hold.duration']
+    assert.equal(held.attributes['relock.outcome'], 'released')
+    assert.equal(found['relock.locks.held'][0].value, 0)
+    assert.equal(found['relock.locks.waiting'][0].value, 0)
+    assert.throws(() => new Redlock(server.url, { metrics: { meter: {} } }), /options.metrics.meter must be an OpenTelemetry Meter/)
+    assert.throws(() => new Redlock(server.url, { metrics: { metre: meter } }), /did you mean meter\?/)
+  } finally {
+    await locks.close()
+    await provider.shutdown()
+  }
+})

@@ -4,7 +4,7 @@ import RedlockDefault, { Lock, Redlock, RelockError } from '..'
 import type { RelockLogger, AcquireOptions, LockInfo, LockListing, LockStats, LockWithValidity, RedlockEvents, RedlockOptions, RelockErrorCode, RetryOptions, TlsOptions } from '..'
 
 async function example(): Promise<void> {
-  const options: RedlockOptions = { prefix: 'billing:', logger: console, connectTimeout: 2000, commandTimeout: 1000, driftFactor: 0.01, retryCount: 3, retryDelay: 50, retryJitter: 50, retryTimeout: 1000 }
+  const options: RedlockOptions = { prefix: 'billing:', logger: console, metrics: { keyGroup: (key) => key.split(':')[0] }, connectTimeout: 2000, commandTimeout: 1000, driftFactor: 0.01, retryCount: 3, retryDelay: 50, retryJitter: 50, retryTimeout: 1000 }
   const locks = new Redlock('redis://127.0.0.1:6379', options)
   const sameClass: typeof Redlock = RedlockDefault
   const warnOnly: RelockLogger = { warn: (line) => console.warn(line) }
