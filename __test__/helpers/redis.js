@@ -1,6 +1,7 @@
 'use strict'
 
-// Throwaway redis-server processes on free loopback ports for the tests, stopped by PID.
+// Throwaway redis-server processes on free loopback ports for the tests and the safety checker,
+// stopped by PID (also when the process that started them exits on an error).
 
 const { spawn, spawnSync, execFileSync } = require('node:child_process')
 const net = require('node:net')
@@ -29,12 +30,22 @@ function freePort() {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
+const livePids = new Set()
+process.on('exit', () => {
+  for (const pid of livePids) {
+    try {
+      process.kill(pid, 'SIGKILL')
+    } catch {}
+  }
+})
+
 class RedisServer {
   constructor(port, extraArgs) {
     this.port = port
     this.extraArgs = extraArgs
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relock-redis-'))
     this.process = null
+    this.stopped = false // SIGSTOPped
     const passwordAt = extraArgs.indexOf('--requirepass')
     this.password = passwordAt >= 0 ? extraArgs[passwordAt + 1] : null
   }
@@ -54,12 +65,21 @@ class RedisServer {
     return this.process && this.process.pid
   }
 
+  get up() {
+    return this.process !== null
+  }
+
   async restart() {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, ...this.extraArgs]
-    this.process = spawn('redis-server', args, { stdio: 'ignore' })
-    this.process.unref()
-    const exited = new Promise((resolve) => this.process.once('exit', resolve))
-    this.exited = exited
+    const child = spawn('redis-server', args, { stdio: 'ignore' })
+    child.unref()
+    livePids.add(child.pid)
+    this.exited = new Promise((resolve) => child.once('exit', () => {
+      livePids.delete(child.pid)
+      resolve()
+    }))
+    this.process = child
+    this.stopped = false
     for (let i = 0; i < 500; i++) {
       if (this.ping()) return this
       await sleep(20)
@@ -82,7 +102,9 @@ class RedisServer {
   }
 
   signal(name) {
+    if (!this.process) return
     process.kill(this.pid, name)
+    this.stopped = name === 'SIGSTOP'
   }
 
   async kill() {
@@ -94,9 +116,11 @@ class RedisServer {
     } catch {}
     await exited
     this.process = null
+    this.stopped = false
   }
 
   async stop() {
+    if (this.stopped) this.signal('SIGCONT')
     await this.kill()
     fs.rmSync(this.dir, { recursive: true, force: true })
   }
