@@ -369,7 +369,8 @@ impl Client {
     // the wait is under way, failures are retried until the wait times out.
     let mut answered = false;
     let mut unreachable_tries = 0;
-    // The first attempt is made whatever the wait timeout: `waitTimeout: 0` means one try.
+    // The first attempt is made whatever the wait timeout: `waitTimeout: 0` means one try,
+    // bounded by the host timeouts alone.
     let mut first = true;
     loop {
       let first_attempt = std::mem::take(&mut first);
@@ -390,7 +391,7 @@ impl Client {
         outcome,
         undo,
         answered: answered_now,
-      } = match if first_attempt {
+      } = match if first_attempt && options.wait == Some(Duration::ZERO) {
         stop.unless_cancelled(attempt).await?
       } else {
         stop.until(attempt, last_failure.as_ref()).await?
@@ -613,7 +614,7 @@ impl Client {
       let request = host.eval::<Vec<i64>>(&ACQUIRE_FAIR, &all_keys, &args);
       // An abort does not wait for the answer; leaving the queue afterwards goes out on the
       // same connection, after this request.
-      let reply = if first_attempt {
+      let reply = if first_attempt && options.wait == Some(Duration::ZERO) {
         stop.unless_cancelled(request).await?
       } else {
         stop.until(request, last_failure.as_ref()).await?
