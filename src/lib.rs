@@ -1,6 +1,6 @@
 #![deny(clippy::all)]
 
-pub mod core;
+//! The Node.js addon: maps the lock core (`relock-core`, in crates/core) to JavaScript.
 
 /// mimalloc instead of the system allocator: the runtime's threads allocate and free small
 /// buffers on every call, which glibc serves from per-thread arenas that keep growing.

@@ -14,7 +14,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, Status};
 
 use super::NativeLock;
-use crate::core;
+use relock_core as core;
 
 /// What a finished call resolves to.
 pub enum Outcome {

@@ -19,8 +19,8 @@ use napi::Status;
 use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::{
-  self, validate, AcquireOptions, ClientOptions, HeldLock, LostCallback, ReplicaAck, ReplicaPolicy,
+use relock_core::{
+  self as core, validate, AcquireOptions, ClientOptions, HeldLock, LostCallback, ReplicaAck, ReplicaPolicy,
   RetryPolicy, TlsOptions,
 };
 use completions::{Completions, Outcome, Wake};

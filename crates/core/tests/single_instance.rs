@@ -2,7 +2,7 @@ mod support;
 
 use std::time::Duration;
 
-use relock::core::{Client, ClientOptions, ErrorKind, RetryPolicy};
+use relock_core::{Client, ClientOptions, ErrorKind, RetryPolicy};
 use support::RedisServer;
 
 fn options() -> ClientOptions {

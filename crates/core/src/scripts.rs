@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use redis::Script;
 
-use crate::core::error::Result;
-use crate::core::host::Host;
+use crate::error::Result;
+use crate::host::Host;
 
 pub static ACQUIRE: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));

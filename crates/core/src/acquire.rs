@@ -11,18 +11,18 @@ use tokio::sync::{oneshot, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::client::{new_token, Client, Undo};
-use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::held::{Grant, HeldLock, LostCallback};
-use crate::core::host::ToRedisArgsRef;
-use crate::core::notify::Subscription;
-use crate::core::quorum::{self, Vote};
-use crate::core::scripts::{LockKeys, Wake, ACQUIRE, ACQUIRE_FAIR, RAISE_FENCE};
-use crate::core::options::LogLevel;
-use crate::core::stats::Event;
-use crate::core::validate;
+use crate::client::{new_token, Client, Undo};
+use crate::error::{Error, ErrorKind, Result};
+use crate::held::{Grant, HeldLock, LostCallback};
+use crate::host::ToRedisArgsRef;
+use crate::notify::Subscription;
+use crate::quorum::{self, Vote};
+use crate::scripts::{LockKeys, Wake, ACQUIRE, ACQUIRE_FAIR, RAISE_FENCE};
+use crate::options::LogLevel;
+use crate::stats::Event;
+use crate::validate;
 
-pub use crate::core::scripts::FAIR_LIVENESS;
+pub use crate::scripts::FAIR_LIVENESS;
 /// Re-check interval when the holder's remaining ttl is unknown (a key without expiry, say).
 const UNKNOWN_TTL_RECHECK: Duration = Duration::from_millis(1000);
 

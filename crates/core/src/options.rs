@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::core::error::Error;
+use crate::error::Error;
 
 /// Settings of a client, shared by every call made through it.
 #[derive(Clone)]
@@ -81,7 +81,7 @@ pub struct ReplicaAck {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplicaPolicy {
-  /// Release the lock and fail the call with [`ErrorKind::Replication`](crate::core::ErrorKind).
+  /// Release the lock and fail the call with [`ErrorKind::Replication`](crate::ErrorKind).
   Fail,
   /// Keep the lock and report the shortfall through `on_notice`.
   Warn,

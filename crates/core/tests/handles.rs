@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use relock::core::{AcquireOptions, Client, ClientOptions, ErrorKind};
+use relock_core::{AcquireOptions, Client, ClientOptions, ErrorKind};
 use support::RedisServer;
 use tokio_util::sync::CancellationToken;
 

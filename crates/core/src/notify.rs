@@ -13,9 +13,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{broadcast, mpsc, OnceCell};
 
-use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::host::Host;
-use crate::core::options::ClientOptions;
+use crate::error::{Error, ErrorKind, Result};
+use crate::host::Host;
+use crate::options::ClientOptions;
 
 /// A release message: empty when the lock became free, or the new holder's token and fence when
 /// a fair waiter was handed the lock.

@@ -2,12 +2,12 @@
 //! cycle is Redis and the core, and (by difference with `npm run bench`) how much is crossing
 //! between JavaScript and the native threads.
 //!
-//!   cargo run --release --example core_bench [-- --seconds 2]
+//!   cargo run --release -p relock-core --example core_bench [-- --seconds 2]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use relock::core::{Client, ClientOptions, RetryPolicy};
+use relock_core::{Client, ClientOptions, RetryPolicy};
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -3,7 +3,7 @@
 //! Numbers arrive as `f64` because that is what a JavaScript number is; every check here names
 //! the argument it refuses, so that the error message says what to fix.
 
-use crate::core::error::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Longest key accepted, in bytes. Redis takes far longer keys, but a lock key this long is a
 /// bug in the caller (a serialized object used as a key, say), and side keys add to it.
@@ -121,7 +121,7 @@ pub fn fraction(name: &str, value: f64, max: f64) -> Result<f64> {
 #[cfg(test)]
 mod tests {
   use super::*;
-  use crate::core::error::ErrorKind;
+  use crate::error::ErrorKind;
 
   #[test]
   fn keys_must_be_non_empty_and_bounded() {

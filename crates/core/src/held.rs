@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::client::Client;
-use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::quorum;
-use crate::core::options::LogLevel;
-use crate::core::stats::Event;
+use crate::client::Client;
+use crate::error::{Error, ErrorKind, Result};
+use crate::quorum;
+use crate::options::LogLevel;
+use crate::stats::Event;
 
 /// Called once, from a tokio thread, when a held lock is lost (not when `close` ends it).
 pub type LostCallback = Box<dyn Fn(&Error) + Send + Sync>;

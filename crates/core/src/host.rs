@@ -18,8 +18,8 @@ use redis::{
   ProtocolVersion, RedisError, Script, ServerErrorKind, ToRedisArgs,
 };
 
-use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::options::{ClientOptions, LogCallback, LogLevel};
+use crate::error::{Error, ErrorKind, Result};
+use crate::options::{ClientOptions, LogCallback, LogLevel};
 
 const SCHEMES: [&str; 4] = ["redis", "rediss", "unix", "redis+unix"];
 

@@ -1,5 +1,6 @@
-//! The lock algorithms, Redis scripts and connection handling. Nothing here knows about
-//! Node.js: the N-API binding in `crate::binding` maps these types to JavaScript.
+//! The lock algorithms, Redis scripts and connection handling of relock. Nothing here knows
+//! about Node.js (this crate does not depend on napi): the addon at the repository's root maps
+//! these types to JavaScript.
 
 pub mod acquire;
 pub mod client;

@@ -3,12 +3,12 @@
 use futures_util::future::join_all;
 use redis::Value;
 
-use crate::core::client::Client;
-use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::host::Host;
-use crate::core::quorum::quorum_of;
-use crate::core::scripts::{LockKeys, Wake, INSPECT, LOCK_KINDS};
-use crate::core::validate;
+use crate::client::Client;
+use crate::error::{Error, ErrorKind, Result};
+use crate::host::Host;
+use crate::quorum::quorum_of;
+use crate::scripts::{LockKeys, Wake, INSPECT, LOCK_KINDS};
+use crate::validate;
 
 /// The state of one lock on one host.
 #[derive(Debug, Clone, PartialEq)]

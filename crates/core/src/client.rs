@@ -10,16 +10,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::core::acquire::{FairLines, Gates};
-use crate::core::notify::Notifications;
+use crate::acquire::{FairLines, Gates};
+use crate::notify::Notifications;
 
-use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::host::Host;
-use crate::core::options::{ClientOptions, LogLevel, ReplicaPolicy, RetryPolicy};
-use crate::core::quorum::{self, Tally, Vote};
-use crate::core::scripts::{LockKeys, Wake, EXTEND};
-use crate::core::stats::{Event, Stats};
-use crate::core::validate;
+use crate::error::{Error, ErrorKind, Result};
+use crate::host::Host;
+use crate::options::{ClientOptions, LogLevel, ReplicaPolicy, RetryPolicy};
+use crate::quorum::{self, Tally, Vote};
+use crate::scripts::{LockKeys, Wake, EXTEND};
+use crate::stats::{Event, Stats};
+use crate::validate;
 
 /// A lock taken on a quorum of hosts.
 #[derive(Debug, Clone)]
