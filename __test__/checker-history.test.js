@@ -83,6 +83,9 @@ test('4 scopes end holds: a token still holding or a valid handle after the scop
   assert.deepEqual(promisesBroken([check({ phase: 'soon', held: [0] })]), [4])
   assert.deepEqual(promisesBroken([check({ phase: 'soon', held: [0], releaseOk: false })]), []) // a failed release leaves it to the ttl
   assert.deepEqual(promisesBroken([check({})]), [])
+  const rl3 = (fields) => check({ topology: 'rl3', key: 'lk:rl3:0', ...fields })
+  assert.deepEqual(promisesBroken([rl3({ held: [2] })]), []) // a minority: a late attempt's copy, expiring by ttl
+  assert.deepEqual(promisesBroken([rl3({ held: [0, 2] })]), [4])
 })
 
 test('5 waiting costs little: a busy loop of waiters is flagged, sleeping waiters are not', () => {
@@ -91,6 +94,10 @@ test('5 waiting costs little: a busy loop of waiters is flagged, sleeping waiter
   assert.deepEqual(promisesBroken([...waiting, ...samples(60000)]), [5])
   assert.deepEqual(promisesBroken([...waiting, ...samples(300)]), [])
   assert.deepEqual(promisesBroken(samples(60000)), []) // nobody waited: not about waiting
+  const acrossRestart = [{ type: 'cmds', topology: 'one', host: 0, t: 0, total: 0, runId: 'a' }, { type: 'cmds', topology: 'one', host: 0, t: 1000, total: 60000, runId: 'b' }]
+  assert.deepEqual(promisesBroken([...waiting, ...acrossRestart]), []) // a restarted server replays its AOF
+  assert.deepEqual(promisesBroken([...waiting, ...acrossRestart.map((sample) => ({ ...sample, runId: 'a' }))]), [5])
+
   const probe = (perWaiter) => ({ type: 'probe', promise: 5, name: 'two waiters', topology: 'rl3', key: 'lk:rl3:0', took: perWaiter, bound: 500, outcome: `${perWaiter} commands/s per waiter` })
   assert.deepEqual(promisesBroken([probe(30000)]), [5])
   assert.deepEqual(promisesBroken([probe(3)]), [])
