@@ -97,6 +97,7 @@ test('5 waiting costs little: a busy loop of waiters is flagged, sleeping waiter
   const acrossRestart = [{ type: 'cmds', topology: 'one', host: 0, t: 0, total: 0, runId: 'a' }, { type: 'cmds', topology: 'one', host: 0, t: 1000, total: 60000, runId: 'b' }]
   assert.deepEqual(promisesBroken([...waiting, ...acrossRestart]), []) // a restarted server replays its AOF
   assert.deepEqual(promisesBroken([...waiting, ...acrossRestart.map((sample) => ({ ...sample, runId: 'a' }))]), [5])
+  assert.deepEqual(promisesBroken([...waiting, ...acrossRestart.map((sample, i) => ({ ...sample, runId: 'a', loading: i === 0 }))]), []) // still loading its AOF
 
   const probe = (perWaiter) => ({ type: 'probe', promise: 5, name: 'two waiters', topology: 'rl3', key: 'lk:rl3:0', took: perWaiter, bound: 500, outcome: `${perWaiter} commands/s per waiter` })
   assert.deepEqual(promisesBroken([probe(30000)]), [5])

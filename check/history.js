@@ -307,7 +307,7 @@ function checkWaitingCost(h) {
     for (let i = 1; i < list.length; i++) {
       const [a, b] = [list[i - 1], list[i]]
       const seconds = (b.t - a.t) / 1000
-      if (b.total < a.total || a.runId !== b.runId || seconds < 0.5 || seconds > 3) continue
+      if (b.total < a.total || a.runId !== b.runId || a.loading || b.loading || seconds < 0.5 || seconds > 3) continue
       let waitingMs = 0
       for (const w of waits.get(a.topology) ?? []) waitingMs += Math.max(0, Math.min(w.end, b.t) - Math.max(w.start, a.t))
       const waiters = waitingMs / (b.t - a.t)

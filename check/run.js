@@ -58,13 +58,13 @@ async function sampleCommands(topologies, connections, recorder) {
   await Promise.all(topologies.flatMap(({ name, hosts }) => hosts.map(async (host, index) => {
     if (!host.up || host.stopped) return
     try {
-      const connection = connections.get(host)
-      const [server, stats] = [await connection.call('INFO', 'server'), await connection.call('INFO', 'stats')]
-      const match = /total_commands_processed:(\d+)/.exec(stats)
-      // The run id tells samples of one server life apart: a restarted server counts from zero,
-      // and replaying its AOF counts as commands processed.
-      const runId = /run_id:(\w+)/.exec(server)?.[1] ?? null
-      if (match) recorder.record('cmds', { topology: name, host: index, t: now(), total: Number(match[1]), runId })
+      const info = await connections.get(host).call('INFO')
+      const match = /total_commands_processed:(\d+)/.exec(info)
+      // A restarted server counts from zero, and replaying its AOF while it loads counts as
+      // commands processed: only samples of one server life, taken after loading, compare.
+      const runId = /run_id:(\w+)/.exec(info)?.[1] ?? null
+      const loading = /loading:1/.test(info)
+      if (match) recorder.record('cmds', { topology: name, host: index, t: now(), total: Number(match[1]), runId, loading })
     } catch {}
   })))
 }
