@@ -103,7 +103,10 @@ impl Completions {
 }
 
 /// A failure as plain data: `{ code, message, cause? }`, the cause in the same shape.
-fn error_record<'env>(env: &'env Env, error: &core::Error) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
+fn error_record<'env>(
+  env: &'env Env,
+  error: &core::Error,
+) -> napi::Result<napi::bindgen_prelude::Object<'env>> {
   let mut record = napi::bindgen_prelude::Object::new(env)?;
   record.set("code", error.code())?;
   record.set("message", error.message())?;

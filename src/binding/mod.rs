@@ -19,11 +19,11 @@ use napi::Status;
 use napi_derive::napi;
 use tokio_util::sync::CancellationToken;
 
-use relock_core::{
-  self as core, validate, AcquireOptions, ClientOptions, HeldLock, LostCallback, ReplicaAck, ReplicaPolicy,
-  RetryPolicy, TlsOptions,
-};
 use completions::{Completions, Outcome, Wake};
+use relock_core::{
+  self as core, validate, AcquireOptions, ClientOptions, HeldLock, LostCallback, ReplicaAck,
+  ReplicaPolicy, RetryPolicy, TlsOptions,
+};
 
 fn to_js(error: core::Error) -> napi::Error {
   let status = match error.kind() {
@@ -633,9 +633,9 @@ pub const DEFAULT_ACQUIRE_TTL_MS: u64 = 30_000;
 pub const DEFAULT_WAIT_TIMEOUT_MS: u64 = 10_000;
 
 fn acquire_options(config: &AcquireConfig) -> core::Result<AcquireOptions> {
-  let ttl_ms = config.ttl.map_or(Ok(DEFAULT_ACQUIRE_TTL_MS), |v| {
-    validate::lease("ttl", v)
-  })?;
+  let ttl_ms = config
+    .ttl
+    .map_or(Ok(DEFAULT_ACQUIRE_TTL_MS), |v| validate::lease("ttl", v))?;
   let wait = match config.wait_timeout {
     None => Some(Duration::from_millis(DEFAULT_WAIT_TIMEOUT_MS)),
     Some(v) if v == f64::INFINITY => None,

@@ -16,9 +16,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::held::{Grant, HeldLock, LostCallback};
 use crate::host::ToRedisArgsRef;
 use crate::notify::Subscription;
+use crate::options::LogLevel;
 use crate::quorum::{self, Vote};
 use crate::scripts::{LockKeys, Wake, ACQUIRE, ACQUIRE_FAIR, RAISE_FENCE};
-use crate::options::LogLevel;
 use crate::stats::Event;
 use crate::validate;
 
@@ -311,7 +311,11 @@ impl Client {
       };
       match &outcome {
         // A single try (`waitTimeout: 0`) that found the lock held is a busy answer, as `lock`'s.
-        Err(error) if error.kind() == ErrorKind::WaitTimeout && options.wait == Some(Duration::ZERO) && error.cause().is_none() => {
+        Err(error)
+          if error.kind() == ErrorKind::WaitTimeout
+            && options.wait == Some(Duration::ZERO)
+            && error.cause().is_none() =>
+        {
           client.stats().record(Event::Busy)
         }
         _ => client.count(&outcome, |_| Some(Event::Acquired)),
@@ -363,20 +367,9 @@ impl Client {
     // round trip; the attempt right after subscribing catches a release in between.
     let mut subscription = None;
     let mut last_failure = None;
-    // Until a host has answered, a failure is the answer: hosts that cannot be reached from
-    // the start (a wrong address, refused credentials, all down) fail the call after a second
-    // try (the first may meet a connection that a restart broke), as they fail `lock`. Once
-    // the wait is under way, failures are retried until the wait times out.
-    let mut answered = false;
-    let mut unreachable_tries = 0;
-    // The first attempt is made whatever the wait timeout: `waitTimeout: 0` means one try,
-    // bounded by the host timeouts alone.
-    let mut first = true;
+    let mut tries = Tries::new(options);
     loop {
-      let first_attempt = std::mem::take(&mut first);
-      if !first_attempt {
-        stop.check(last_failure.as_ref())?;
-      }
+      tries.check(stop, last_failure.as_ref())?;
       // The attempt runs as its own task, so that an abort or the end of the wait does not have
       // to wait for a stalled host; whatever it leaves is cleaned up after the wait.
       let client = self.clone();
@@ -391,11 +384,7 @@ impl Client {
         outcome,
         undo,
         answered: answered_now,
-      } = match if first_attempt && options.wait == Some(Duration::ZERO) {
-        stop.unless_cancelled(attempt).await?
-      } else {
-        stop.until(attempt, last_failure.as_ref()).await?
-      } {
+      } = match tries.run(stop, attempt, last_failure.as_ref()).await? {
         Ok(attempted) => attempted,
         Err(panicked) => Attempted {
           outcome: Err(Error::new(
@@ -407,12 +396,10 @@ impl Client {
         },
       };
       leftovers.attempt = None;
-      answered |= answered_now;
-      let unreachable = !answered && outcome.as_ref().is_err_and(is_unreachable);
-      unreachable_tries = if unreachable { unreachable_tries + 1 } else { 0 };
+      let unreachable = tries.unreachable(answered_now, &outcome);
       let recheck = match outcome {
         Ok(Try::Taken(grant)) => return Ok(grant),
-        Err(error) if unreachable_tries >= 2 => return Err(error),
+        Err(error) if unreachable => return Err(error),
         Ok(Try::Busy(_)) if subscription.is_none() => {
           // No wait left: give up without subscribing.
           stop.check(None)?;
@@ -423,7 +410,10 @@ impl Client {
         Ok(Try::Busy(recheck)) => recheck,
         Err(error) if is_transient(&error) => {
           self.options().log(LogLevel::Warn, || {
-            format!("waiting for '{}': an attempt failed, retrying: {error}", stop.key)
+            format!(
+              "waiting for '{}': an attempt failed, retrying: {error}",
+              stop.key
+            )
           });
           last_failure = Some(error);
           self.options().retry.pause()
@@ -455,12 +445,7 @@ impl Client {
   }
 
   /// One attempt over all hosts with the fencing script.
-  async fn try_acquire(
-    &self,
-    keys: &LockKeys,
-    token: &str,
-    options: &AcquireOptions,
-  ) -> Attempted {
+  async fn try_acquire(&self, keys: &LockKeys, token: &str, options: &AcquireOptions) -> Attempted {
     self.check_hosts_once();
     if let Err(error) = self.ensure_open() {
       return Attempted {
@@ -540,7 +525,11 @@ impl Client {
     }
     let fence_key: Arc<str> = Arc::from(keys.fence.as_str());
     let mut raises: FuturesUnordered<_> = (0..hosts.len())
-      .filter(|index| !fences.iter().any(|(i, fence)| i == index && *fence == highest))
+      .filter(|index| {
+        !fences
+          .iter()
+          .any(|(i, fence)| i == index && *fence == highest)
+      })
       .map(|index| {
         let (host, fence_key) = (hosts[index].clone(), fence_key.clone());
         tokio::spawn(async move {
@@ -598,14 +587,9 @@ impl Client {
     let handed_over_lease = lease.min(FAIR_LIVENESS);
     let drift = lease.mul_f64(self.options().drift_factor) + Duration::from_millis(2);
     let mut last_failure = None;
-    let mut answered = false;
-    let mut unreachable_tries = 0;
-    let mut first = true;
+    let mut tries = Tries::new(options);
     loop {
-      let first_attempt = std::mem::take(&mut first);
-      if !first_attempt {
-        stop.check(last_failure.as_ref())?;
-      }
+      tries.check(stop, last_failure.as_ref())?;
       // Any hand-over to us happens after this request ran, so a lease counted from here is on
       // the safe side.
       let sent = Instant::now();
@@ -614,14 +598,8 @@ impl Client {
       let request = host.eval::<Vec<i64>>(&ACQUIRE_FAIR, &all_keys, &args);
       // An abort does not wait for the answer; leaving the queue afterwards goes out on the
       // same connection, after this request.
-      let reply = if first_attempt && options.wait == Some(Duration::ZERO) {
-        stop.unless_cancelled(request).await?
-      } else {
-        stop.until(request, last_failure.as_ref()).await?
-      };
-      answered |= reply.is_ok();
-      let unreachable = !answered && reply.as_ref().is_err_and(is_unreachable);
-      unreachable_tries = if unreachable { unreachable_tries + 1 } else { 0 };
+      let reply = tries.run(stop, request, last_failure.as_ref()).await?;
+      let unreachable = tries.unreachable(reply.is_ok(), &reply);
       if place.joined.is_some() {
         self.fair_lines().joined(&keys.lock, &mut place);
       }
@@ -652,10 +630,13 @@ impl Client {
           continue;
         }
         Ok(reply) => recheck_after(reply.get(1).copied().filter(|ttl| *ttl >= 0)).min(heartbeat),
-        Err(error) if unreachable_tries >= 2 => return Err(error),
+        Err(error) if unreachable => return Err(error),
         Err(error) if is_transient(&error) => {
           self.options().log(LogLevel::Warn, || {
-            format!("waiting for '{}': an attempt failed, retrying: {error}", stop.key)
+            format!(
+              "waiting for '{}': an attempt failed, retrying: {error}",
+              stop.key
+            )
           });
           last_failure = Some(error);
           self.options().retry.pause().min(heartbeat)
@@ -695,7 +676,10 @@ impl Client {
     if self.options().replica_ack.is_some() {
       // The hand-over was written by the releasing client; WAIT covers only this client's own
       // writes, so renew first (a write of ours that replicates after the hand-over).
-      match self.extend_stored(&keys.lock, token, options.lease_ms()).await? {
+      match self
+        .extend_stored(&keys.lock, token, options.lease_ms())
+        .await?
+      {
         Some(renewed) => valid_until = renewed,
         None => {
           return Err(Error::new(
@@ -715,6 +699,64 @@ impl Client {
       watchdog: options.watchdog,
       max_hold: options.max_hold,
     })
+  }
+}
+
+/// The attempts of one wait, for the rules both kinds of wait share.
+struct Tries {
+  made: u32,
+  /// `waitTimeout: 0`: the one attempt is made whatever the deadline, bounded by the host
+  /// timeouts alone.
+  single: bool,
+  answered: bool,
+  unreachable_in_a_row: u32,
+}
+
+impl Tries {
+  fn new(options: &AcquireOptions) -> Tries {
+    Tries {
+      made: 0,
+      single: options.wait == Some(Duration::ZERO),
+      answered: false,
+      unreachable_in_a_row: 0,
+    }
+  }
+
+  /// Before an attempt: the first is always made, later ones only while the wait lasts.
+  fn check(&self, stop: &Stop<'_>, last_failure: Option<&Error>) -> Result<()> {
+    if self.made == 0 {
+      return Ok(());
+    }
+    stop.check(last_failure)
+  }
+
+  async fn run<T>(
+    &mut self,
+    stop: &Stop<'_>,
+    attempt: impl std::future::Future<Output = T>,
+    last_failure: Option<&Error>,
+  ) -> Result<T> {
+    self.made += 1;
+    if self.made == 1 && self.single {
+      stop.unless_cancelled(attempt).await
+    } else {
+      stop.until(attempt, last_failure).await
+    }
+  }
+
+  /// Until a host has answered, a failure is the answer: hosts that cannot be reached from the
+  /// start (a wrong address, refused credentials, all down) fail the call after a second try
+  /// in a row (the first may meet a connection that a restart broke), as they fail `lock`.
+  /// Once the wait is under way, failures are retried until it times out. True: give up.
+  fn unreachable<T>(&mut self, answered: bool, outcome: &Result<T>) -> bool {
+    self.answered |= answered;
+    let unreachable = !self.answered && outcome.as_ref().is_err_and(is_unreachable);
+    self.unreachable_in_a_row = if unreachable {
+      self.unreachable_in_a_row + 1
+    } else {
+      0
+    };
+    self.unreachable_in_a_row >= 2
   }
 }
 

@@ -445,7 +445,10 @@ impl Client {
     );
     match ack.policy {
       ReplicaPolicy::Fail => {
-        self.undo::<()>(key, token, Vec::new(), Wake::Waiters).finished().await;
+        self
+          .undo::<()>(key, token, Vec::new(), Wake::Waiters)
+          .finished()
+          .await;
         Err(error)
       }
       ReplicaPolicy::Warn => {
@@ -462,11 +465,18 @@ impl Client {
     validate::key(key)?;
     validate::token(token)?;
     self.ensure_open()?;
-    self.extend_stored(&self.redis_key(key), token, ttl_ms).await
+    self
+      .extend_stored(&self.redis_key(key), token, ttl_ms)
+      .await
   }
 
   /// `extend` of a key as stored in Redis (prefixed already).
-  pub async fn extend_stored(&self, key: &str, token: &str, ttl_ms: u64) -> Result<Option<Instant>> {
+  pub async fn extend_stored(
+    &self,
+    key: &str,
+    token: &str,
+    ttl_ms: u64,
+  ) -> Result<Option<Instant>> {
     let started = Instant::now();
     let tally = self
       .ask_each(key, token, |host, key, token| async move {

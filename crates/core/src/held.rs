@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, Result};
-use crate::quorum;
 use crate::options::LogLevel;
+use crate::quorum;
 use crate::stats::Event;
 
 /// Called once, from a tokio thread, when a held lock is lost (not when `close` ends it).
@@ -164,7 +164,11 @@ impl HeldLock {
       None => ttl_ms,
     };
     self.expect_lease_of_at_most(lease_ms);
-    match self.client.extend_stored(&self.key, &self.token, lease_ms).await {
+    match self
+      .client
+      .extend_stored(&self.key, &self.token, lease_ms)
+      .await
+    {
       Ok(Some(valid_until)) => {
         let mut state = self.state.lock().expect("lock state");
         if state.phase == Phase::Held {
@@ -291,9 +295,8 @@ impl HeldLock {
     let renewal_due = state
       .valid_until
       .checked_sub(Duration::from_millis(state.ttl_ms).mul_f64(1.0 - RENEW_EVERY));
-    let may_renew = self.watchdog
-      && !self.capped_by_max_hold(state.valid_until)
-      && now < state.valid_until;
+    let may_renew =
+      self.watchdog && !self.capped_by_max_hold(state.valid_until) && now < state.valid_until;
     match renewal_due {
       Some(due) if may_renew => Some((due.min(state.valid_until), true)),
       _ if may_renew => Some((now, true)),
@@ -323,7 +326,11 @@ impl HeldLock {
       }
     };
     self.expect_lease_of_at_most(ttl_ms);
-    match self.client.extend_stored(&self.key, &self.token, ttl_ms).await {
+    match self
+      .client
+      .extend_stored(&self.key, &self.token, ttl_ms)
+      .await
+    {
       Ok(Some(valid_until)) => {
         let mut state = self.state.lock().expect("lock state");
         if Instant::now() >= state.valid_until {
@@ -388,7 +395,13 @@ impl HeldLock {
         ),
       );
     }
-    match self.state.lock().expect("lock state").renewal_failure.clone() {
+    match self
+      .state
+      .lock()
+      .expect("lock state")
+      .renewal_failure
+      .clone()
+    {
       Some(failure) => Error::new(
         ErrorKind::LockLost,
         format!(

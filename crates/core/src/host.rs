@@ -11,8 +11,8 @@ use redis::aio::ConnectionLike;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
   Client, ConnectionAddr, ErrorKind as RedisKind, FromRedisValue, IntoConnectionInfo,
   ProtocolVersion, RedisError, Script, ServerErrorKind, ToRedisArgs,
@@ -249,7 +249,10 @@ impl Host {
     if before != now {
       if let Some(log) = &self.log {
         match (&outcome, before) {
-          (Err(error), _) => log(LogLevel::Warn, format!("{} stopped answering: {error}", self.label)),
+          (Err(error), _) => log(
+            LogLevel::Warn,
+            format!("{} stopped answering: {error}", self.label),
+          ),
           (Ok(_), HEALTH_UNKNOWN) => log(LogLevel::Debug, format!("connected to {}", self.label)),
           _ => log(LogLevel::Info, format!("{} answers again", self.label)),
         }
@@ -371,7 +374,10 @@ impl Host {
               label_of(old.client.get_connection_info().addr())
             ),
           ),
-          None => log(LogLevel::Debug, format!("{}: the master is {master}", self.label)),
+          None => log(
+            LogLevel::Debug,
+            format!("{}: the master is {master}", self.label),
+          ),
         }
       }
       let connection =
@@ -527,13 +533,11 @@ fn connection_settings(
 /// on the reply, so two calls in flight cost two round trips each. Keepalive probes notice a
 /// peer that vanished without closing (a host powered off, a dropped NAT entry).
 fn tcp_settings() -> TcpSettings {
-  TcpSettings::default()
-    .set_nodelay(true)
-    .set_keepalive(
-      TcpKeepalive::new()
-        .with_time(Duration::from_secs(30))
-        .with_interval(Duration::from_secs(10)),
-    )
+  TcpSettings::default().set_nodelay(true).set_keepalive(
+    TcpKeepalive::new()
+      .with_time(Duration::from_secs(30))
+      .with_interval(Duration::from_secs(10)),
+  )
 }
 
 fn manager_config(options: &ClientOptions) -> ConnectionManagerConfig {
@@ -671,12 +675,7 @@ fn apply_query(
       .parse::<i64>()
       .ok()
       .filter(|number| *number >= 0)
-      .ok_or_else(|| {
-        invalid_url(
-          url,
-          &format!("db must be a database number, got '{value}'"),
-        )
-      })?;
+      .ok_or_else(|| invalid_url(url, &format!("db must be a database number, got '{value}'")))?;
     db = Some(number);
   }
   let Some(db) = db else {
