@@ -9,7 +9,7 @@ const path = require('node:path')
 const { spawn, spawnSync } = require('node:child_process')
 
 const { Redlock } = require('..')
-const { RedisServer, sleep } = require('./helpers/redis')
+const { RedisServer, sleep } = require('../tools/redis-server')
 
 const cli = path.join(__dirname, '..', 'bin', 'relock.js')
 const TOKEN_A = '6f1d2c3b-4a59-4e8f-8c7d-1e2f3a4b5c6d'

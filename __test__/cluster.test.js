@@ -9,7 +9,7 @@ const { execFileSync, fork } = require('node:child_process')
 const path = require('node:path')
 
 const { Redlock } = require('..')
-const { RedisServer, startServers, sleep } = require('./helpers/redis')
+const { RedisServer, startServers, sleep } = require('../tools/redis-server')
 const { runWorkers } = require('./helpers/workers')
 const { eventually } = require('./helpers/waiting')
 

@@ -6,7 +6,7 @@ const { spawnSync, spawn } = require('node:child_process')
 const path = require('node:path')
 
 const { Redlock, RelockError } = require('..')
-const { RedisServer, startServers, sleep } = require('./helpers/redis')
+const { RedisServer, startServers, sleep } = require('../tools/redis-server')
 const { lostWithin, eventually } = require('./helpers/waiting')
 
 const DOCUMENTED_CODES = new Set([

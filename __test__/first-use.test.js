@@ -11,7 +11,7 @@ const path = require('node:path')
 const { execFileSync } = require('node:child_process')
 
 const { Redlock } = require('..')
-const { RedisServer } = require('./helpers/redis')
+const { RedisServer } = require('../tools/redis-server')
 
 let server
 before(async () => {

@@ -6,7 +6,7 @@ const { fork } = require('node:child_process')
 const path = require('node:path')
 
 const { Redlock, RelockError, Lock } = require('..')
-const { RedisServer, startServers, sleep } = require('./helpers/redis')
+const { RedisServer, startServers, sleep } = require('../tools/redis-server')
 const { runWorkers } = require('./helpers/workers')
 const { lostWithin } = require('./helpers/waiting')
 

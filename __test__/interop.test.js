@@ -10,7 +10,7 @@ const { randomUUID } = require('node:crypto')
 const Redis = require('ioredis')
 
 const { Redlock } = require('..')
-const { RedisServer } = require('./helpers/redis')
+const { RedisServer } = require('../tools/redis-server')
 
 let server
 let redis

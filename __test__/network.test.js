@@ -7,7 +7,7 @@ const { test } = require('node:test')
 const assert = require('node:assert/strict')
 
 const { Redlock } = require('..')
-const { RedisServer } = require('./helpers/redis')
+const { RedisServer } = require('../tools/redis-server')
 const { Proxy } = require('./helpers/proxy')
 
 const ONE_WAY_MS = 15

@@ -6,7 +6,7 @@ const { execFileSync } = require('node:child_process')
 const path = require('node:path')
 
 const { Redlock } = require('..')
-const { RedisServer, sleep } = require('./helpers/redis')
+const { RedisServer, sleep } = require('../tools/redis-server')
 const { lostWithin, eventually } = require('./helpers/waiting')
 
 let server

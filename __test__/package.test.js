@@ -11,7 +11,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
-const { RedisServer } = require('./helpers/redis')
+const { RedisServer } = require('../tools/redis-server')
 
 const root = path.join(__dirname, '..')
 const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc')
@@ -46,7 +46,9 @@ test('the tarball holds only what a user needs', () => {
   const files = run('tar', ['-tzf', path.join(work, 'relock-0.1.0.tgz')], work).trim().split('\n').sort()
   assert.deepEqual(files, [
     'package/LICENSE', 'package/README.md', 'package/bin/relock.js', 'package/binding.d.ts', 'package/binding.js',
-    'package/index.d.ts', 'package/index.js', 'package/index.mjs', 'package/lib/metrics.js', 'package/package.json',
+    'package/index.d.ts', 'package/index.js', 'package/index.mjs',
+    'package/lib/errors.js', 'package/lib/lock.js', 'package/lib/metrics.js', 'package/lib/options.js', 'package/lib/redlock.js',
+    'package/package.json',
   ])
   const platformFiles = run('tar', ['-tzf', path.join(work, 'relock-linux-x64-gnu-0.1.0.tgz')], work).trim().split('\n').sort()
   assert.ok(platformFiles.includes('package/relock.linux-x64-gnu.node'), platformFiles.join())

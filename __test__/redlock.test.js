@@ -4,7 +4,7 @@ const { test, before, after, beforeEach } = require('node:test')
 const assert = require('node:assert/strict')
 
 const { Redlock, RelockError } = require('..')
-const { startServers, sleep } = require('./helpers/redis')
+const { startServers, sleep } = require('../tools/redis-server')
 const { runWorkers } = require('./helpers/workers')
 const { eventually } = require('./helpers/waiting')
 

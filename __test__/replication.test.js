@@ -6,7 +6,7 @@ const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
 
 const { Redlock } = require('..')
-const { RedisServer, sleep } = require('./helpers/redis')
+const { RedisServer, sleep } = require('../tools/redis-server')
 
 let master
 let replica

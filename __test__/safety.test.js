@@ -7,7 +7,7 @@ const { test } = require('node:test')
 const assert = require('node:assert/strict')
 
 const { Redlock } = require('..')
-const { RedisServer, startServers, sleep } = require('./helpers/redis')
+const { RedisServer, startServers, sleep } = require('../tools/redis-server')
 const { Proxy } = require('./helpers/proxy')
 const { lostWithin } = require('./helpers/waiting')
 

@@ -10,7 +10,7 @@ const { inspect } = require('node:util')
 const fc = require('fast-check')
 
 const { Redlock, RelockError, Lock } = require('..')
-const { RedisServer, freePort } = require('./helpers/redis')
+const { RedisServer, freePort } = require('../tools/redis-server')
 
 // A throwaway CA, a server certificate for localhost and 127.0.0.1, and a client certificate.
 function makeCertificates() {

@@ -10,7 +10,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 
 const { Redlock } = require('..')
-const { RedisServer, freePort, sleep } = require('./helpers/redis')
+const { RedisServer, freePort, sleep } = require('../tools/redis-server')
 const { eventually } = require('./helpers/waiting')
 
 let master

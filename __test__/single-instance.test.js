@@ -9,7 +9,7 @@ const fs = require('node:fs')
 const { inspect } = require('node:util')
 
 const { Redlock, RelockError } = require('..')
-const { RedisServer, freePort, sleep } = require('./helpers/redis')
+const { RedisServer, freePort, sleep } = require('../tools/redis-server')
 const { runWorkers } = require('./helpers/workers')
 
 let server

@@ -12,13 +12,10 @@
 // cycles and reports RSS and heap growth after a warm-up. It exits non-zero if an error had an
 // unexpected code, an update was lost, or a call overran its bound.
 
-const { fork, spawn } = require('node:child_process')
-const net = require('node:net')
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
+const { fork } = require('node:child_process')
 const Redis = require('ioredis')
 const { Redlock } = require('..')
+const { RedisServer } = require('../tools/redis-server')
 
 const EXPECTED_CODES = new Set(['ERR_RELOCK_WAIT_TIMEOUT', 'ABORT_ERR', 'ERR_RELOCK_LOCK_LOST'])
 const CALL_BOUND_MS = 5000
@@ -31,24 +28,10 @@ function flag(name, fallback) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const mb = (bytes) => Math.round((bytes / 1048576) * 10) / 10
 
-function freePort() {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
-}
-
 async function startRedis() {
-  const port = await freePort()
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relock-soak-'))
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
-  const url = `redis://127.0.0.1:${port}`
-  const probe = new Redis(url, { retryStrategy: (times) => Math.min(times * 20, 200), maxRetriesPerRequest: null })
-  probe.on('error', () => {}) // refused until the server is up; retried
-  await probe.ping()
-  return { url, probe, stop: () => { probe.disconnect(); child.kill('SIGKILL'); fs.rmSync(dir, { recursive: true, force: true }) } }
+  const server = await RedisServer.start()
+  const probe = new Redis(server.url)
+  return { url: server.url, probe, stop: () => { probe.disconnect(); return server.stop() } }
 }
 
 // The contender processes: acquire, GET, SET+1, release, until told to stop.
@@ -149,7 +132,7 @@ async function soak() {
   }
   if (cycles > 0) report.cycles = await memoryOverCycles(locks, cycles)
   await locks.close()
-  redis.stop()
+  await redis.stop()
 
   console.log(process.argv.includes('--json') ? JSON.stringify(report) : JSON.stringify(report, null, 2))
   const failed = report.unexpectedErrors.length > 0 || report.lostUpdates !== 0 || report.slowestCallMs > CALL_BOUND_MS

@@ -4,7 +4,7 @@
 // the fault injector, and always stopped by PID (also when the run dies on an error).
 
 const { spawnSync } = require('node:child_process')
-const { RedisServer } = require('../__test__/helpers/redis')
+const { RedisServer } = require('../tools/redis-server')
 
 /** Major version of the redis-server on PATH (DEBUG needs an explicit switch from 7 on). */
 function redisMajorVersion() {
@@ -15,7 +15,7 @@ function redisMajorVersion() {
 }
 
 /**
- * A host of a run: a throwaway redis-server (`__test__/helpers/redis.js`), with AOF
+ * A host of a run: a throwaway redis-server (`tools/redis-server.js`), with AOF
  * `appendfsync always` when `persistent`, and DEBUG allowed when `debugCommand`.
  */
 const Host = {

@@ -5,13 +5,9 @@
 // It starts its own throwaway redis-server on a free loopback port and stops it at the end.
 
 const cluster = require('node:cluster')
-const { spawn } = require('node:child_process')
-const net = require('node:net')
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
 const Redis = require('ioredis')
 const { Redlock } = require('..')
+const { RedisServer } = require('../tools/redis-server')
 
 const WORKERS = 4
 const ROUNDS = 250
@@ -45,39 +41,10 @@ async function worker() {
   process.send('ready')
 }
 
-function freePort() {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-async function waitForPort(port) {
-  for (let i = 0; i < 250; i++) {
-    const open = await new Promise((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => { socket.end(); resolve(true) })
-      socket.on('error', () => resolve(false))
-    })
-    if (open) return
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-  throw new Error(`redis-server did not start on port ${port}`)
-}
-
 async function startRedis() {
-  const port = await freePort()
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relock-demo-'))
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
-  await new Promise((resolve, reject) => {
-    child.once('error', () => reject(new Error('redis-server is not on PATH: install Redis (Debian/Ubuntu: apt-get install redis-server) and run the demo again')))
-    child.once('spawn', resolve)
-  })
-  await waitForPort(port)
-  const url = `redis://127.0.0.1:${port}`
-  const probe = new Redis(url)
-  return { url, probe, stop: () => { child.kill('SIGKILL'); fs.rmSync(dir, { recursive: true, force: true }) } }
+  const server = await RedisServer.start()
+  const probe = new Redis(server.url)
+  return { url: server.url, probe, stop: () => { probe.disconnect(); return server.stop() } }
 }
 
 async function runPhase(workers, phase) {
@@ -113,8 +80,7 @@ async function primary() {
     for (const w of workers) w.kill()
     process.exitCode = locked === expected ? 0 : 1
   } finally {
-    redis.probe.disconnect()
-    redis.stop()
+    await redis.stop()
   }
 }
 

@@ -1,7 +1,7 @@
 'use strict'
 
 const assert = require('node:assert/strict')
-const { sleep } = require('./redis')
+const { sleep } = require('../../tools/redis-server')
 
 // Resolves with the reason when the lock's signal aborts. The timer keeps the event loop alive
 // meanwhile: the native watchdog deliberately does not, so that a process whose work is done

@@ -13,7 +13,7 @@ use napi::bindgen_prelude::{Array, Env};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, Status};
 
-use super::NativeLock;
+use super::{ListingInfo, LockInfo, NativeLock};
 use relock_core as core;
 
 /// What a finished call resolves to.
@@ -22,6 +22,11 @@ pub enum Outcome {
   Flag(bool),
   Lease(Option<(String, f64)>),
   Held(Arc<core::HeldLock>),
+  /// What `inspect` found on each host.
+  States(Vec<core::LockState>),
+  Listing(core::Listing),
+  /// Done, with nothing to report (resolves to `undefined`).
+  Done,
   Failed(core::Error),
 }
 
@@ -87,6 +92,16 @@ impl Completions {
         }
         Outcome::Lease(None) => records.set(at + 2, Option::<&str>::None)?,
         Outcome::Held(held) => records.set(at + 2, NativeLock { held: held.clone() })?,
+        Outcome::States(states) => records.set(
+          at + 2,
+          states
+            .iter()
+            .cloned()
+            .map(LockInfo::from)
+            .collect::<Vec<_>>(),
+        )?,
+        Outcome::Listing(listing) => records.set(at + 2, ListingInfo::from(listing))?,
+        Outcome::Done => {}
         Outcome::Failed(error) => records.set(at + 2, error_record(env, error)?)?,
       }
     }

@@ -25,12 +25,39 @@ use relock_core::{
   ReplicaPolicy, RetryPolicy, TlsOptions,
 };
 
-fn to_js(error: core::Error) -> napi::Error {
-  let status = match error.kind() {
-    core::ErrorKind::InvalidArgument | core::ErrorKind::InvalidUrl => Status::InvalidArg,
-    _ => Status::GenericFailure,
-  };
-  napi::Error::new(status, error.to_string())
+/// The `code` of an error thrown synchronously to JavaScript: relock's stable code itself.
+pub struct Code(String);
+
+impl AsRef<str> for Code {
+  fn as_ref(&self) -> &str {
+    &self.0
+  }
+}
+
+impl From<Status> for Code {
+  fn from(status: Status) -> Code {
+    Code(status.as_ref().to_owned())
+  }
+}
+
+fn to_js(error: core::Error) -> napi::Error<Code> {
+  napi::Error::new(Code(error.code().to_owned()), error.message().to_owned())
+}
+
+/// A failure as data, for callbacks and getters: the same `code` and `message` as a thrown one.
+#[napi(object)]
+pub struct ErrorInfo {
+  pub code: String,
+  pub message: String,
+}
+
+impl From<&core::Error> for ErrorInfo {
+  fn from(error: &core::Error) -> ErrorInfo {
+    ErrorInfo {
+      code: error.code().to_owned(),
+      message: error.message().to_owned(),
+    }
+  }
 }
 
 fn millis_until(deadline: Instant) -> f64 {
@@ -259,12 +286,15 @@ impl NativeClient {
     urls: Vec<String>,
     config: Option<ClientConfig>,
     on_completed: Wake,
-    on_notice: ThreadsafeFunction<String, (), String, Status, false, true>,
+    on_notice: ThreadsafeFunction<ErrorInfo, (), ErrorInfo, Status, false, true>,
     on_log: Option<ThreadsafeFunction<String, (), String, Status, false, true>>,
-  ) -> napi::Result<Self> {
+  ) -> napi::Result<Self, Code> {
     let mut options = client_options(&config.unwrap_or_default()).map_err(to_js)?;
     options.on_notice = Some(Arc::new(move |notice: &core::Error| {
-      on_notice.call(notice.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+      on_notice.call(
+        ErrorInfo::from(notice),
+        ThreadsafeFunctionCallMode::NonBlocking,
+      );
     }));
     if let Some(on_log) = on_log {
       options.log = Some(Arc::new(move |level: core::LogLevel, line: String| {
@@ -285,7 +315,7 @@ impl NativeClient {
   /// Number of Redis hosts (1 for a single instance, N for Redlock).
   #[napi(getter)]
   pub fn host_count(&self) -> u32 {
-    self.core.hosts().len() as u32
+    self.core.engine().hosts().len() as u32
   }
 
   /// The hosts, by address; never with credentials.
@@ -293,6 +323,7 @@ impl NativeClient {
   pub fn host_labels(&self) -> Vec<String> {
     self
       .core
+      .engine()
       .hosts()
       .iter()
       .map(|host| host.label().to_owned())
@@ -301,7 +332,7 @@ impl NativeClient {
 
   #[napi(getter)]
   pub fn closed(&self) -> bool {
-    self.core.is_closed()
+    self.core.engine().is_closed()
   }
 
   /// The results of finished calls, as flat `[id, ok, value, extra]` records.
@@ -319,11 +350,11 @@ impl NativeClient {
     key: String,
     ttl: f64,
     retry: Option<LockConfig>,
-  ) -> napi::Result<()> {
+  ) -> napi::Result<(), Code> {
     let (ttl_ms, retry) = self.lock_arguments(ttl, retry)?;
-    let core = self.core.clone();
+    let mutex = self.core.mutex().clone();
     self.start(&env, id, async move {
-      core
+      mutex
         .lock(&key, ttl_ms, &retry)
         .await
         .map(|lease| Outcome::Token(lease.map(|lease| lease.token)))
@@ -341,11 +372,11 @@ impl NativeClient {
     key: String,
     ttl: f64,
     retry: Option<LockConfig>,
-  ) -> napi::Result<()> {
+  ) -> napi::Result<(), Code> {
     let (ttl_ms, retry) = self.lock_arguments(ttl, retry)?;
-    let core = self.core.clone();
+    let mutex = self.core.mutex().clone();
     self.start(&env, id, async move {
-      let lease = core.lock(&key, ttl_ms, &retry).await?;
+      let lease = mutex.lock(&key, ttl_ms, &retry).await?;
       Ok(Outcome::Lease(
         lease.map(|lease| (lease.token, millis_until(lease.valid_until))),
       ))
@@ -362,12 +393,12 @@ impl NativeClient {
     key: String,
     token: String,
     ttl: f64,
-  ) -> napi::Result<()> {
+  ) -> napi::Result<(), Code> {
     let ttl_ms = validate::lease("ttl", ttl).map_err(to_js)?;
-    let core = self.core.clone();
+    let mutex = self.core.mutex().clone();
     self.start(&env, id, async move {
       Ok(Outcome::Flag(
-        core.extend(&key, &token, ttl_ms).await?.is_some(),
+        mutex.extend(&key, &token, ttl_ms).await?.is_some(),
       ))
     });
     Ok(())
@@ -375,23 +406,22 @@ impl NativeClient {
 
   /// Starts `unlock`; its result arrives under `id`: true if released.
   #[napi]
-  pub fn unlock(&self, env: Env, id: u32, key: String, token: String) -> napi::Result<()> {
-    let core = self.core.clone();
+  pub fn unlock(&self, env: Env, id: u32, key: String, token: String) {
+    let mutex = self.core.mutex().clone();
     self.start(&env, id, async move {
-      Ok(Outcome::Flag(core.unlock(&key, &token).await?))
+      Ok(Outcome::Flag(mutex.unlock(&key, &token).await?))
     });
-    Ok(())
   }
 
   fn lock_arguments(
     &self,
     ttl: f64,
     retry: Option<LockConfig>,
-  ) -> napi::Result<(u64, RetryPolicy)> {
+  ) -> napi::Result<(u64, RetryPolicy), Code> {
     let ttl_ms = validate::lease("ttl", ttl).map_err(to_js)?;
     let retry = match retry {
-      Some(config) => retry_policy(&config, &self.core.options().retry).map_err(to_js)?,
-      None => self.core.options().retry.clone(),
+      Some(config) => retry_policy(&config, &self.core.engine().options().retry).map_err(to_js)?,
+      None => self.core.engine().options().retry.clone(),
     };
     Ok((ttl_ms, retry))
   }
@@ -420,7 +450,7 @@ impl NativeClient {
   /// Counters of what this client's locks did since it was created.
   #[napi]
   pub fn stats(&self) -> LockStats {
-    let counts = self.core.stats().counts();
+    let counts = self.core.engine().stats().counts();
     LockStats {
       locked: counts.locked as f64,
       busy: counts.busy as f64,
@@ -438,39 +468,42 @@ impl NativeClient {
 
   /// The state of `key` on every host.
   #[napi]
-  pub async fn inspect(&self, key: String) -> napi::Result<Vec<LockInfo>> {
-    let states = self.core.inspect(&key).await.map_err(to_js)?;
-    Ok(states.into_iter().map(LockInfo::from).collect())
+  pub fn inspect(&self, env: Env, id: u32, key: String) {
+    let mutex = self.core.mutex().clone();
+    self.start(&env, id, async move {
+      Ok(Outcome::States(mutex.inspect(&key).await?))
+    });
   }
 
   /// Lock keys matching a glob `pattern`, by SCAN; at most `limit` (default and cap 10000).
   #[napi]
-  pub async fn list(&self, pattern: String, limit: Option<f64>) -> napi::Result<ListingInfo> {
+  pub fn list(
+    &self,
+    env: Env,
+    id: u32,
+    pattern: String,
+    limit: Option<f64>,
+  ) -> napi::Result<(), Code> {
     let limit = match limit {
       Some(limit) => {
         validate::count("limit", limit, core::LIST_LIMIT as u64).map_err(to_js)? as usize
       }
       None => core::LIST_LIMIT,
     };
-    let listing = self.core.list(&pattern, limit).await.map_err(to_js)?;
-    Ok(ListingInfo {
-      keys: listing.keys,
-      failed_hosts: listing
-        .failed
-        .into_iter()
-        .map(|(host, error)| HostFailure {
-          host,
-          code: error.code().to_owned(),
-          message: error.message().to_owned(),
-        })
-        .collect(),
-    })
+    let mutex = self.core.mutex().clone();
+    self.start(&env, id, async move {
+      Ok(Outcome::Listing(mutex.list(&pattern, limit).await?))
+    });
+    Ok(())
   }
 
   /// Releases `key` whoever holds it; true if it was held and is now released.
   #[napi]
-  pub async fn force_release(&self, key: String) -> napi::Result<bool> {
-    self.core.force_release(&key).await.map_err(to_js)
+  pub fn force_release(&self, env: Env, id: u32, key: String) {
+    let mutex = self.core.mutex().clone();
+    self.start(&env, id, async move {
+      Ok(Outcome::Flag(mutex.force_release(&key).await?))
+    });
   }
 
   /// Ends pending calls, refuses new ones, and releases the locks held through handles.
@@ -489,18 +522,40 @@ impl NativeClient {
     id: u32,
     key: String,
     config: Option<AcquireConfig>,
-    on_lost: ThreadsafeFunction<String, (), String, Status, false, true>,
-  ) -> napi::Result<AcquireRequest> {
+    on_lost: ThreadsafeFunction<ErrorInfo, (), ErrorInfo, Status, false, true>,
+  ) -> napi::Result<AcquireRequest, Code> {
     let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
     let cancel = CancellationToken::new();
     let on_lost: LostCallback = Box::new(move |reason: &core::Error| {
-      on_lost.call(reason.to_string(), ThreadsafeFunctionCallMode::NonBlocking);
+      on_lost.call(
+        ErrorInfo::from(reason),
+        ThreadsafeFunctionCallMode::NonBlocking,
+      );
     });
     let wait = self
       .core
+      .mutex()
       .begin_acquire(&key, options, cancel.clone(), on_lost);
     self.start(&env, id, async move { Ok(Outcome::Held(wait.await?)) });
     Ok(AcquireRequest { cancel })
+  }
+
+  /// Starts renewing a held lock to `ttl` ms now; its result arrives under `id`.
+  #[napi]
+  pub fn extend_held(
+    &self,
+    env: Env,
+    id: u32,
+    lock: &NativeLock,
+    ttl: f64,
+  ) -> napi::Result<(), Code> {
+    let ttl_ms = validate::lease("ttl", ttl).map_err(to_js)?;
+    let held = lock.held.clone();
+    self.start(&env, id, async move {
+      held.extend(ttl_ms).await?;
+      Ok(Outcome::Done)
+    });
+    Ok(())
   }
 
   /// Starts the release of a held lock; its result arrives under `id`: true if this call
@@ -584,6 +639,23 @@ pub struct WaiterInfo {
   pub expires_in: Option<f64>,
   /// The lease it asked for, in ms.
   pub ttl: Option<f64>,
+}
+
+impl From<&core::Listing> for ListingInfo {
+  fn from(listing: &core::Listing) -> ListingInfo {
+    ListingInfo {
+      keys: listing.keys.clone(),
+      failed_hosts: listing
+        .failed
+        .iter()
+        .map(|(host, error)| HostFailure {
+          host: host.clone(),
+          code: error.code().to_owned(),
+          message: error.message().to_owned(),
+        })
+        .collect(),
+    }
+  }
 }
 
 impl From<core::LockState> for LockInfo {
@@ -706,15 +778,9 @@ impl NativeLock {
     self.held.remaining().as_secs_f64() * 1000.0
   }
 
-  /// The coded reason the lock was lost, or null while it is not.
+  /// Why the lock was lost, or null while it is not.
   #[napi(getter)]
-  pub fn lost_reason(&self) -> Option<String> {
-    self.held.lost_reason().map(|reason| reason.to_string())
-  }
-
-  #[napi]
-  pub async fn extend(&self, ttl: f64) -> napi::Result<()> {
-    let ttl_ms = validate::lease("ttl", ttl).map_err(to_js)?;
-    self.held.extend(ttl_ms).await.map_err(to_js)
+  pub fn lost_reason(&self) -> Option<ErrorInfo> {
+    self.held.lost_reason().as_ref().map(ErrorInfo::from)
   }
 }

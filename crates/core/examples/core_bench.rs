@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use relock_core::{Client, ClientOptions, RetryPolicy};
+use relock_core::{Client, ClientOptions, Mutex, RetryPolicy};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -18,7 +18,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
   sorted[((sorted.len() as f64 - 1.0) * p) as usize]
 }
 
-async fn sequential(client: &Client, seconds: f64) -> (f64, Duration, Duration) {
+async fn sequential(client: &Mutex, seconds: f64) -> (f64, Duration, Duration) {
   let retry = RetryPolicy::default();
   let mut latencies = Vec::new();
   let started = Instant::now();
@@ -40,7 +40,7 @@ async fn sequential(client: &Client, seconds: f64) -> (f64, Duration, Duration) 
   )
 }
 
-async fn concurrent(client: Arc<Client>, loops: usize, seconds: f64) -> f64 {
+async fn concurrent(client: Arc<Mutex>, loops: usize, seconds: f64) -> f64 {
   let started = Instant::now();
   let tasks: Vec<_> = (0..loops)
     .map(|loop_index| {
@@ -79,7 +79,10 @@ fn main() {
     for hosts in [1, 3, 5] {
       let servers: Vec<RedisServer> = (0..hosts).map(|_| RedisServer::start()).collect();
       let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
-      let client = Arc::new(Client::new(&urls, ClientOptions::default()).unwrap());
+      let client = Client::new(&urls, ClientOptions::default())
+        .unwrap()
+        .mutex()
+        .clone();
       let (rate, p50, p99) = sequential(&client, seconds).await;
       println!(
         "{hosts} host(s), sequential lock+unlock: {rate:.0} cycles/s, p50 {} µs, p99 {} µs",

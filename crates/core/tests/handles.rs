@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use relock_core::{AcquireOptions, Client, ClientOptions, ErrorKind};
+use relock_core::{AcquireOptions, Client, ClientOptions, ErrorKind, Mutex};
 use support::RedisServer;
 use tokio_util::sync::CancellationToken;
 
@@ -18,8 +18,11 @@ fn options(ttl_ms: u64, fair: bool) -> AcquireOptions {
   }
 }
 
-fn client(server: &RedisServer) -> Arc<Client> {
-  Arc::new(Client::new(&[server.url()], ClientOptions::default()).unwrap())
+fn client(server: &RedisServer) -> Arc<Mutex> {
+  Client::new(&[server.url()], ClientOptions::default())
+    .unwrap()
+    .mutex()
+    .clone()
 }
 
 #[tokio::test]

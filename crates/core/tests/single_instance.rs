@@ -23,6 +23,7 @@ async fn lock_excludes_until_unlock_and_only_the_holder_unlocks() {
   let client = Client::new(&[server.url()], options()).unwrap();
 
   let lease = client
+    .mutex()
     .lock("order:42", 5000, &once())
     .await
     .unwrap()
@@ -42,14 +43,20 @@ async fn lock_excludes_until_unlock_and_only_the_holder_unlocks() {
 
   assert!(
     client
+      .mutex()
       .lock("order:42", 5000, &once())
       .await
       .unwrap()
       .is_none(),
     "not reentrant"
   );
-  assert!(!client.unlock("order:42", "someone-else").await.unwrap());
+  assert!(!client
+    .mutex()
+    .unlock("order:42", "someone-else")
+    .await
+    .unwrap());
   assert!(client
+    .mutex()
     .extend("order:42", "someone-else", 9000)
     .await
     .unwrap()
@@ -60,6 +67,7 @@ async fn lock_excludes_until_unlock_and_only_the_holder_unlocks() {
   );
 
   assert!(client
+    .mutex()
     .extend("order:42", &lease.token, 60_000)
     .await
     .unwrap()
@@ -72,9 +80,17 @@ async fn lock_excludes_until_unlock_and_only_the_holder_unlocks() {
     .unwrap();
   assert!(pttl > 50_000, "extended pttl {pttl}");
 
-  assert!(client.unlock("order:42", &lease.token).await.unwrap());
+  assert!(client
+    .mutex()
+    .unlock("order:42", &lease.token)
+    .await
+    .unwrap());
   assert!(
-    !client.unlock("order:42", &lease.token).await.unwrap(),
+    !client
+      .mutex()
+      .unlock("order:42", &lease.token)
+      .await
+      .unwrap(),
     "second unlock is false"
   );
   assert_eq!(server.cli(&["EXISTS", "order:42"]).unwrap().trim(), "0");
@@ -84,15 +100,20 @@ async fn lock_excludes_until_unlock_and_only_the_holder_unlocks() {
 async fn scripts_survive_script_flush_and_the_connection_survives_a_restart() {
   let mut server = RedisServer::start();
   let client = Client::new(&[server.url()], options()).unwrap();
-  let lease = client.lock("k", 5000, &once()).await.unwrap().unwrap();
+  let lease = client
+    .mutex()
+    .lock("k", 5000, &once())
+    .await
+    .unwrap()
+    .unwrap();
   server.cli(&["SCRIPT", "FLUSH"]).unwrap();
   assert!(
-    client.unlock("k", &lease.token).await.unwrap(),
+    client.mutex().unlock("k", &lease.token).await.unwrap(),
     "NOSCRIPT is recovered from"
   );
 
   server.kill();
-  let down = client.lock("k", 5000, &once()).await.unwrap_err();
+  let down = client.mutex().lock("k", 5000, &once()).await.unwrap_err();
   assert!(
     matches!(down.kind(), ErrorKind::Connection | ErrorKind::Timeout),
     "{down}"
@@ -100,7 +121,7 @@ async fn scripts_survive_script_flush_and_the_connection_survives_a_restart() {
   server.restart();
   let mut recovered = None;
   for _ in 0..50 {
-    if let Ok(Some(lease)) = client.lock("k", 5000, &once()).await {
+    if let Ok(Some(lease)) = client.mutex().lock("k", 5000, &once()).await {
       recovered = Some(lease);
       break;
     }
@@ -108,7 +129,7 @@ async fn scripts_survive_script_flush_and_the_connection_survives_a_restart() {
   }
   let lease = recovered.expect("the same client works again after the restart");
   server.cli(&["SCRIPT", "FLUSH"]).unwrap();
-  assert!(client.unlock("k", &lease.token).await.unwrap());
+  assert!(client.mutex().unlock("k", &lease.token).await.unwrap());
 }
 
 #[tokio::test]
@@ -120,7 +141,7 @@ async fn an_unreachable_host_fails_within_the_connect_timeout() {
     .port();
   let client = Client::new(&[format!("redis://127.0.0.1:{port}")], options()).unwrap();
   let started = std::time::Instant::now();
-  let err = client.lock("k", 1000, &once()).await.unwrap_err();
+  let err = client.mutex().lock("k", 1000, &once()).await.unwrap_err();
   assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
   assert!(
     err.message().contains(&format!("127.0.0.1:{port}")),
@@ -133,10 +154,19 @@ async fn an_unreachable_host_fails_within_the_connect_timeout() {
 async fn a_paused_host_times_out_and_recovers() {
   let server = RedisServer::start();
   let client = Client::new(&[server.url()], options()).unwrap();
-  let lease = client.lock("p", 5000, &once()).await.unwrap().unwrap();
+  let lease = client
+    .mutex()
+    .lock("p", 5000, &once())
+    .await
+    .unwrap()
+    .unwrap();
   server.signal("STOP");
   let started = std::time::Instant::now();
-  let err = client.extend("p", &lease.token, 5000).await.unwrap_err();
+  let err = client
+    .mutex()
+    .extend("p", &lease.token, 5000)
+    .await
+    .unwrap_err();
   server.signal("CONT");
   assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
   assert!(
@@ -146,7 +176,7 @@ async fn a_paused_host_times_out_and_recovers() {
   );
   let mut renewed = false;
   for _ in 0..50 {
-    if let Ok(Some(_)) = client.extend("p", &lease.token, 5000).await {
+    if let Ok(Some(_)) = client.mutex().extend("p", &lease.token, 5000).await {
       renewed = true;
       break;
     }
@@ -159,7 +189,12 @@ async fn a_paused_host_times_out_and_recovers() {
 async fn retries_are_bounded_by_count_and_time() {
   let server = RedisServer::start();
   let client = Client::new(&[server.url()], options()).unwrap();
-  let _held = client.lock("r", 10_000, &once()).await.unwrap().unwrap();
+  let _held = client
+    .mutex()
+    .lock("r", 10_000, &once())
+    .await
+    .unwrap()
+    .unwrap();
   let retry = RetryPolicy {
     count: 1000,
     delay: Duration::from_millis(20),
@@ -167,7 +202,12 @@ async fn retries_are_bounded_by_count_and_time() {
     budget: Some(Duration::from_millis(300)),
   };
   let started = std::time::Instant::now();
-  assert!(client.lock("r", 1000, &retry).await.unwrap().is_none());
+  assert!(client
+    .mutex()
+    .lock("r", 1000, &retry)
+    .await
+    .unwrap()
+    .is_none());
   let spent = started.elapsed();
   assert!(
     spent >= Duration::from_millis(250) && spent < Duration::from_millis(600),
@@ -181,7 +221,12 @@ async fn closing_ends_calls_with_the_closed_error() {
   let client = Client::new(&[server.url()], options()).unwrap();
   client.close().await;
   assert_eq!(
-    client.lock("c", 1000, &once()).await.unwrap_err().kind(),
+    client
+      .mutex()
+      .lock("c", 1000, &once())
+      .await
+      .unwrap_err()
+      .kind(),
     ErrorKind::Closed
   );
   assert_eq!(server.cli(&["EXISTS", "c"]).unwrap().trim(), "0");
@@ -191,11 +236,16 @@ async fn closing_ends_calls_with_the_closed_error() {
 async fn bad_input_is_refused_before_redis_sees_it() {
   let client = Client::new(&["redis://127.0.0.1:1".to_owned()], options()).unwrap();
   assert_eq!(
-    client.lock("", 1000, &once()).await.unwrap_err().kind(),
+    client
+      .mutex()
+      .lock("", 1000, &once())
+      .await
+      .unwrap_err()
+      .kind(),
     ErrorKind::InvalidArgument
   );
   assert_eq!(
-    client.unlock("k", "").await.unwrap_err().kind(),
+    client.mutex().unlock("k", "").await.unwrap_err().kind(),
     ErrorKind::InvalidArgument
   );
   let err = Client::new(

@@ -13,8 +13,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{broadcast, mpsc, OnceCell};
 
+use super::host::Host;
 use crate::error::{Error, ErrorKind, Result};
-use crate::host::Host;
 use crate::options::ClientOptions;
 
 /// A release message: empty when the lock became free, or the new holder's token and fence when

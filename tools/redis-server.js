@@ -1,7 +1,8 @@
 'use strict'
 
-// Throwaway redis-server processes on free loopback ports for the tests and the safety checker,
-// stopped by PID (also when the process that started them exits on an error).
+// Throwaway redis-server processes on free loopback ports, for the tests, the safety checker,
+// the benchmarks and the demo: stopped by PID, also when the process that started them exits
+// on an error.
 
 const { spawn, spawnSync, execFileSync } = require('node:child_process')
 const net = require('node:net')
@@ -30,14 +31,26 @@ function freePort() {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-const livePids = new Set()
-process.on('exit', () => {
-  for (const pid of livePids) {
+const live = new Set()
+process.on('exit', stopAll)
+
+/** Kills every server this process started, at once (for exit and signal handlers). */
+function stopAll() {
+  for (const server of live) {
     try {
-      process.kill(pid, 'SIGKILL')
+      process.kill(server.pid, 'SIGKILL')
     } catch {}
+    fs.rmSync(server.dir, { recursive: true, force: true })
   }
-})
+  live.clear()
+}
+
+/** The version of the redis-server on PATH, such as 7.0.15. */
+function version() {
+  requireRedis()
+  const banner = execFileSync('redis-server', ['--version'], { encoding: 'utf8' })
+  return /v=(\S+)/.exec(banner)?.[1] ?? banner.trim()
+}
 
 class RedisServer {
   constructor(port, extraArgs) {
@@ -52,9 +65,16 @@ class RedisServer {
 
   static async start(extraArgs = []) {
     requireRedis()
-    const server = new RedisServer(await freePort(), extraArgs)
-    await server.restart()
-    return server
+    // The free port can be taken by another process before redis-server binds it: try another.
+    for (let attempt = 1; ; attempt++) {
+      const server = new RedisServer(await freePort(), extraArgs)
+      try {
+        return await server.restart()
+      } catch (error) {
+        await server.stop()
+        if (attempt === 3) throw error
+      }
+    }
   }
 
   get url() {
@@ -73,18 +93,20 @@ class RedisServer {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir, ...this.extraArgs]
     const child = spawn('redis-server', args, { stdio: 'ignore' })
     child.unref()
-    livePids.add(child.pid)
+    live.add(this)
+    let exited = false
     this.exited = new Promise((resolve) => child.once('exit', () => {
-      livePids.delete(child.pid)
+      exited = true
+      if (this.process === child) live.delete(this)
       resolve()
     }))
     this.process = child
     this.stopped = false
-    for (let i = 0; i < 500; i++) {
+    for (let i = 0; i < 500 && !exited; i++) {
       if (this.ping()) return this
       await sleep(20)
     }
-    throw new Error(`redis-server did not start on port ${this.port}`)
+    throw new Error(`redis-server did not start on port ${this.port}${exited ? ': it exited' : ''}`)
   }
 
   // Up once it answers at all; a server whose default user is disabled answers NOAUTH.
@@ -115,6 +137,7 @@ class RedisServer {
       process.kill(this.process.pid, 'SIGKILL')
     } catch {}
     await exited
+    live.delete(this)
     this.process = null
     this.stopped = false
   }
@@ -130,4 +153,4 @@ async function startServers(count, extraArgs) {
   return Promise.all(Array.from({ length: count }, () => RedisServer.start(extraArgs)))
 }
 
-module.exports = { RedisServer, startServers, freePort, sleep }
+module.exports = { RedisServer, startServers, stopAll, version, freePort, sleep }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use redis::Script;
 
+use crate::engine::host::Host;
 use crate::error::Result;
-use crate::host::Host;
 
 pub static ACQUIRE: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));

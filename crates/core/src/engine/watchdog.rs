@@ -1,20 +1,30 @@
-//! A lock held through a handle: its lease, the watchdog that renews it, and the loud report
-//! when it is lost.
+//! A hold kept through a handle, for any primitive: its lease, the watchdog that renews it,
+//! and the loud report when it is lost. A primitive plugs in through [`Renewal`].
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::Client;
+use super::quorum;
+use super::stats::Event;
+use super::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::LogLevel;
-use crate::quorum;
-use crate::stats::Event;
 
 /// Called once, from a tokio thread, when a held lock is lost (not when `close` ends it).
 pub type LostCallback = Box<dyn Fn(&Error) + Send + Sync>;
+
+/// What the watchdog needs of a primitive to keep one of its holds.
+pub trait Renewal: Send + Sync + 'static {
+  /// Renews the hold for `ttl_ms` from now. `Ok(Some(until))`: renewed on a quorum, safe to
+  /// rely on until then; `Ok(None)`: no longer held.
+  fn renew(&self, ttl_ms: u64) -> BoxFuture<'_, Result<Option<Instant>>>;
+  /// Releases the hold. `Ok(true)`: released on a quorum; `Ok(false)`: it was not held.
+  fn release(&self) -> BoxFuture<'_, Result<bool>>;
+}
 
 /// Renewal starts this long after the previous one, as a share of the ttl.
 const RENEW_EVERY: f64 = 1.0 / 3.0;
@@ -40,11 +50,10 @@ struct State {
 }
 
 pub struct HeldLock {
-  client: Arc<Client>,
+  engine: Arc<Engine>,
+  hold: Box<dyn Renewal>,
   /// The key as the caller named it.
   name: String,
-  /// The key as stored in Redis (with the client's prefix).
-  key: String,
   token: String,
   fence: i64,
   watchdog: bool,
@@ -68,7 +77,6 @@ impl std::fmt::Debug for HeldLock {
 }
 
 pub struct Grant {
-  pub key: String,
   pub token: String,
   pub fence: i64,
   pub ttl_ms: u64,
@@ -81,7 +89,8 @@ impl HeldLock {
   /// Wraps a freshly taken lock and starts its guardian task (the watchdog when enabled; in
   /// any case the task that reports expiry and ends the lock at `close`).
   pub fn start(
-    client: Arc<Client>,
+    engine: Arc<Engine>,
+    hold: Box<dyn Renewal>,
     grant: Grant,
     name: String,
     on_lost: LostCallback,
@@ -91,7 +100,7 @@ impl HeldLock {
     let acquired_at = Instant::now();
     let held = Arc::new(HeldLock {
       name,
-      key: grant.key,
+      hold,
       token: grant.token,
       fence: grant.fence,
       watchdog: grant.watchdog,
@@ -106,9 +115,9 @@ impl HeldLock {
       changed: Notify::new(),
       released: CancellationToken::new(),
       on_lost: Mutex::new(Some(on_lost)),
-      client: client.clone(),
+      engine: engine.clone(),
     });
-    client.track(guard(held.clone()));
+    engine.track(guard(held.clone()));
     held
   }
 
@@ -164,11 +173,7 @@ impl HeldLock {
       None => ttl_ms,
     };
     self.expect_lease_of_at_most(lease_ms);
-    match self
-      .client
-      .extend_stored(&self.key, &self.token, lease_ms)
-      .await
-    {
+    match self.hold.renew(lease_ms).await {
       Ok(Some(valid_until)) => {
         let mut state = self.state.lock().expect("lock state");
         if state.phase == Phase::Held {
@@ -190,7 +195,7 @@ impl HeldLock {
     let certain = quorum::validity(
       Duration::from_millis(lease_ms),
       Duration::ZERO,
-      self.client.options().drift_factor,
+      self.engine.options().drift_factor,
     );
     let mut state = self.state.lock().expect("lock state");
     let end = Instant::now() + certain.unwrap_or(Duration::ZERO);
@@ -207,7 +212,7 @@ impl HeldLock {
       // is reported (signal, onLost) before the release answers, as it would have been a moment
       // later. The key is still released in case it is ours.
       let reason = self.lose(self.ran_out_error());
-      let _ = self.client.release_on_quorum(&self.key, &self.token).await;
+      let _ = self.hold.release().await;
       let mut state = self.state.lock().expect("lock state");
       state.phase = Phase::Released;
       return Err(reason);
@@ -225,10 +230,10 @@ impl HeldLock {
     }
     self.released.cancel();
     drop(self.on_lost.lock().expect("lost callback").take());
-    self.client.ensure_open()?;
-    match self.client.release_on_quorum(&self.key, &self.token).await {
+    self.engine.ensure_open()?;
+    match self.hold.release().await {
       Ok(true) => {
-        self.client.stats().record(Event::Released);
+        self.engine.stats().record(Event::Released);
         Ok(true)
       }
       Ok(false) => Err(self.not_held_error()),
@@ -271,11 +276,11 @@ impl HeldLock {
     let on_lost = self.on_lost.lock().expect("lost callback").take();
     if reason.kind() == ErrorKind::Closed {
       // Closing is not losing: the owner asked for it, and learns it from `close()` itself.
-      self.client.stats().record(Event::Closed);
+      self.engine.stats().record(Event::Closed);
     } else {
-      self.client.stats().record(Event::Lost);
+      self.engine.stats().record(Event::Lost);
       self
-        .client
+        .engine
         .options()
         .log(LogLevel::Error, || reason.message().to_owned());
       if let Some(on_lost) = on_lost {
@@ -326,11 +331,7 @@ impl HeldLock {
       }
     };
     self.expect_lease_of_at_most(ttl_ms);
-    match self
-      .client
-      .extend_stored(&self.key, &self.token, ttl_ms)
-      .await
-    {
+    match self.hold.renew(ttl_ms).await {
       Ok(Some(valid_until)) => {
         let mut state = self.state.lock().expect("lock state");
         if Instant::now() >= state.valid_until {
@@ -349,7 +350,7 @@ impl HeldLock {
           state.valid_until = valid_until;
         }
         state.renewal_failure = None;
-        self.client.stats().record(Event::Renewed);
+        self.engine.stats().record(Event::Renewed);
         Ok(())
       }
       Ok(None) => Err(self.not_held_error()),
@@ -359,7 +360,7 @@ impl HeldLock {
         let expired = left.is_zero();
         state.renewal_failure = Some(error.clone());
         drop(state);
-        self.client.options().log(LogLevel::Warn, || {
+        self.engine.options().log(LogLevel::Warn, || {
           format!(
             "renewing '{}' failed ({} ms of its lease left): {error}",
             self.name,
@@ -420,7 +421,7 @@ impl HeldLock {
 /// The guardian of one held lock: renews it while the watchdog is on, reports it lost when a
 /// renewal finds it gone or its lease runs out, and releases it when the client closes.
 async fn guard(held: Arc<HeldLock>) {
-  let closed = held.client.closed_token().clone();
+  let closed = held.engine.closed_token().clone();
   loop {
     let Some((at, renew)) = held.next_step() else {
       return;
@@ -488,6 +489,6 @@ async fn end_at_close(held: &HeldLock) {
     format!("the client was closed while holding '{}'", held.name),
   );
   if held.lose(reason).kind() == ErrorKind::Closed {
-    let _ = held.client.release_on_quorum(&held.key, &held.token).await;
+    let _ = held.hold.release().await;
   }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::task::JoinHandle;
 
+use super::host::Host;
 use crate::error::{Error, ErrorKind};
-use crate::host::Host;
 
 /// What one host answered.
 pub enum Vote<T> {

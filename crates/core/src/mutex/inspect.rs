@@ -3,11 +3,11 @@
 use futures_util::future::join_all;
 use redis::Value;
 
-use crate::client::Client;
+use super::keys::{LockKeys, Wake, INSPECT, LOCK_KINDS};
+use super::Mutex;
+use crate::engine::host::Host;
+use crate::engine::quorum::quorum_of;
 use crate::error::{Error, ErrorKind, Result};
-use crate::host::Host;
-use crate::quorum::quorum_of;
-use crate::scripts::{LockKeys, Wake, INSPECT, LOCK_KINDS};
 use crate::validate;
 
 /// The state of one lock on one host.
@@ -48,15 +48,15 @@ pub struct QueuedWaiter {
 /// Most keys `list` returns, so that a pattern matching millions of keys stays cheap.
 pub const LIST_LIMIT: usize = 10_000;
 
-impl Client {
+impl Mutex {
   /// The state of `key` on every host, asked at once. A host that fails is reported in its
   /// entry, so that the others are still seen when one is down; only when every host fails is
   /// the call a failure.
   pub async fn inspect(&self, key: &str) -> Result<Vec<LockState>> {
     validate::key(key)?;
-    self.ensure_open()?;
-    let keys = LockKeys::new(&self.redis_key(key));
-    let answers = join_all(self.hosts().iter().map(|host| {
+    self.engine.ensure_open()?;
+    let keys = LockKeys::new(&self.engine.redis_key(key));
+    let answers = join_all(self.engine.hosts().iter().map(|host| {
       let keys = &keys;
       async move {
         let reply: Vec<Value> = host.eval(&INSPECT, &keys.all(), &[]).await?;
@@ -70,6 +70,7 @@ impl Client {
     }))
     .await;
     let states: Vec<LockState> = self
+      .engine
       .hosts()
       .iter()
       .zip(answers)
@@ -83,16 +84,17 @@ impl Client {
   /// hold a relock lock now, never relock's side keys or other data; at most `limit` of them.
   /// Hosts that fail are listed as such; only when every host fails is the call a failure.
   pub async fn list(&self, pattern: &str, limit: usize) -> Result<Listing> {
-    if self.options().cluster {
+    if self.engine.options().cluster {
       return Err(Error::new(
         ErrorKind::Unsupported,
         "listing locks is not supported on a cluster yet",
       ));
     }
-    self.ensure_open()?;
-    let pattern = format!("{}{pattern}", glob_escaped(&self.options().prefix));
+    self.engine.ensure_open()?;
+    let pattern = format!("{}{pattern}", glob_escaped(&self.engine.options().prefix));
     let scans = join_all(
       self
+        .engine
         .hosts()
         .iter()
         .map(|host| self.list_on(host, &pattern, limit)),
@@ -101,8 +103,8 @@ impl Client {
     every_host_failed(scans.iter().map(|scan| scan.as_ref().err()))?;
     let mut found = std::collections::BTreeSet::new();
     let mut failed = Vec::new();
-    let prefix = &self.options().prefix;
-    for (host, scan) in self.hosts().iter().zip(scans) {
+    let prefix = &self.engine.options().prefix;
+    for (host, scan) in self.engine.hosts().iter().zip(scans) {
       match scan {
         Ok(keys) => found.extend(
           keys
@@ -132,7 +134,7 @@ impl Client {
           .arg(500)
           .arg("TYPE")
           .arg("string");
-        self.ensure_open()?;
+        self.engine.ensure_open()?;
         let (next, keys): (u64, Vec<String>) = host.query(&command).await?;
         let candidates: Vec<&str> = keys
           .iter()
@@ -170,16 +172,16 @@ impl Client {
         foreign.host
       )));
     }
-    let keys = LockKeys::new(&self.redis_key(key));
+    let keys = LockKeys::new(&self.engine.redis_key(key));
     let mut released = 0;
-    for (host, state) in self.hosts().iter().zip(states) {
+    for (host, state) in self.engine.hosts().iter().zip(states) {
       if let Some(token) = state.holder {
-        self.ensure_open()?;
+        self.engine.ensure_open()?;
         let done = keys.release_on(host, &token, Wake::Waiters).await?;
         released += done as usize;
       }
     }
-    Ok(released >= quorum_of(self.hosts().len()))
+    Ok(released >= quorum_of(self.engine.hosts().len()))
   }
 }
 

@@ -2,27 +2,29 @@
 //! arrival order within the process, and optionally first come, first served across processes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{oneshot, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{new_token, Client, Undo};
+use super::keys::{LockKeys, Wake, ACQUIRE, ACQUIRE_FAIR, RAISE_FENCE};
+use super::{Mutex, Undo};
+use crate::engine::host::ToRedisArgsRef;
+use crate::engine::new_token;
+use crate::engine::notify::Subscription;
+use crate::engine::quorum::{self, Vote};
+use crate::engine::stats::Event;
+use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
 use crate::error::{Error, ErrorKind, Result};
-use crate::held::{Grant, HeldLock, LostCallback};
-use crate::host::ToRedisArgsRef;
-use crate::notify::Subscription;
 use crate::options::LogLevel;
-use crate::quorum::{self, Vote};
-use crate::scripts::{LockKeys, Wake, ACQUIRE, ACQUIRE_FAIR, RAISE_FENCE};
-use crate::stats::Event;
 use crate::validate;
 
-pub use crate::scripts::FAIR_LIVENESS;
+pub use super::keys::FAIR_LIVENESS;
 /// Re-check interval when the holder's remaining ttl is unknown (a key without expiry, say).
 const UNKNOWN_TTL_RECHECK: Duration = Duration::from_millis(1000);
 
@@ -52,7 +54,7 @@ impl AcquireOptions {
 /// contends in Redis at a time.
 #[derive(Default)]
 pub struct Gates {
-  by_key: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+  by_key: StdMutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// A place in a key's local line; leaving it lets the next waiter go, and the last one to
@@ -104,7 +106,7 @@ impl Gates {
 /// concurrent requests could otherwise overtake each other on the way to Redis.
 #[derive(Default)]
 pub struct FairLines {
-  last_joined: Mutex<HashMap<String, (u64, oneshot::Receiver<()>)>>,
+  last_joined: StdMutex<HashMap<String, (u64, oneshot::Receiver<()>)>>,
   next_place: std::sync::atomic::AtomicU64,
 }
 
@@ -246,7 +248,7 @@ struct Leftovers {
   attempt: Option<JoinHandle<Attempted>>,
 }
 
-impl Client {
+impl Mutex {
   /// Waits until `key` is acquired for this caller, then hands it to a guardian task that
   /// renews it (with the watchdog on) and reports its loss through `on_lost`.
   pub async fn acquire(
@@ -271,18 +273,18 @@ impl Client {
   ) -> impl std::future::Future<Output = Result<Arc<HeldLock>>> + Send + 'static {
     let client = self.clone();
     let name = key.to_owned();
-    let key = client.redis_key(key).into_owned();
+    let key = client.engine.redis_key(key).into_owned();
     let checked = validate::key(&name).and_then(|()| {
-      if client.is_closed() {
+      if client.engine.is_closed() {
         return Err(Error::closed());
       }
-      if options.fair && client.hosts().len() > 1 {
+      if options.fair && client.engine.hosts().len() > 1 {
         return Err(Error::new(
           ErrorKind::Unsupported,
           "fair: true needs a single Redis host; over several hosts (Redlock) no single queue can order waiters",
         ));
       }
-      Ok(options.fair.then(|| client.fair_lines().take_place(&key)))
+      Ok(options.fair.then(|| client.fair_lines.take_place(&key)))
     });
     async move {
       let place = checked?;
@@ -290,7 +292,7 @@ impl Client {
       let stop = Stop {
         key: &name,
         cancel,
-        closed: client.closed_token().clone(),
+        closed: client.engine.closed_token().clone(),
         started,
         deadline: options.wait.map(|wait| started + wait),
       };
@@ -316,12 +318,25 @@ impl Client {
             && options.wait == Some(Duration::ZERO)
             && error.cause().is_none() =>
         {
-          client.stats().record(Event::Busy)
+          client.engine.stats().record(Event::Busy)
         }
-        _ => client.count(&outcome, |_| Some(Event::Acquired)),
+        _ => client.engine.count(&outcome, |_| Some(Event::Acquired)),
       }
       match outcome {
-        Ok(grant) => Ok(HeldLock::start(client.clone(), grant, name, on_lost)),
+        Ok(grant) => {
+          let hold = Box::new(MutexHold {
+            mutex: client.clone(),
+            key,
+            token: grant.token.clone(),
+          });
+          Ok(HeldLock::start(
+            client.engine.clone(),
+            hold,
+            grant,
+            name,
+            on_lost,
+          ))
+        }
         Err(error) => {
           if options.fair || leftovers.attempt.is_some() {
             // Leave the fair queue (and pass the lock on if a release handed it to us
@@ -337,7 +352,7 @@ impl Client {
 
   fn clean_up_after_wait(self: Arc<Self>, keys: LockKeys, token: String, leftovers: Leftovers) {
     let client = self.clone();
-    self.track(async move {
+    self.engine.track(async move {
       if let Some(attempt) = leftovers.attempt {
         if let Ok(attempted) = attempt.await {
           attempted.undo.finished().await;
@@ -355,9 +370,9 @@ impl Client {
     stop: &Stop<'_>,
     leftovers: &mut Leftovers,
   ) -> Result<Grant> {
-    let gate = self.gates().gate(&keys.lock);
+    let gate = self.gates.gate(&keys.lock);
     let mut turn = Turn {
-      gates: self.gates(),
+      gates: &self.gates,
       key: &keys.lock,
       gate: Some(gate.clone()),
       guard: None,
@@ -409,14 +424,14 @@ impl Client {
         }
         Ok(Try::Busy(recheck)) => recheck,
         Err(error) if is_transient(&error) => {
-          self.options().log(LogLevel::Warn, || {
+          self.engine.options().log(LogLevel::Warn, || {
             format!(
               "waiting for '{}': an attempt failed, retrying: {error}",
               stop.key
             )
           });
           last_failure = Some(error);
-          self.options().retry.pause()
+          self.engine.options().retry.pause()
         }
         Err(error) => return Err(error),
       };
@@ -438,16 +453,16 @@ impl Client {
   /// confirm: a stalled host must not delay the wait, and its messages are only a shortcut
   /// (waiters re-check on a timer as well).
   async fn subscribe_within_bound(&self, channel: &str, stop: &Stop<'_>) -> Result<Subscription> {
-    let bound = self.options().command_timeout;
+    let bound = self.engine.options().command_timeout;
     stop
-      .until(self.notifications().subscribe(channel, bound), None)
+      .until(self.engine.notifications().subscribe(channel, bound), None)
       .await
   }
 
   /// One attempt over all hosts with the fencing script.
   async fn try_acquire(&self, keys: &LockKeys, token: &str, options: &AcquireOptions) -> Attempted {
-    self.check_hosts_once();
-    if let Err(error) = self.ensure_open() {
+    self.engine.check_hosts_once();
+    if let Err(error) = self.engine.ensure_open() {
       return Attempted {
         outcome: Err(error),
         undo: Undo::none(),
@@ -461,7 +476,7 @@ impl Client {
       Arc::from(keys.fence.as_str()),
     );
     let shared_token: Arc<str> = Arc::from(token);
-    let tally = quorum::poll(self.hosts(), |host| {
+    let tally = quorum::poll(self.engine.hosts(), |host| {
       let (lock, fence, token) = (lock.clone(), fence.clone(), shared_token.clone());
       async move {
         match host
@@ -494,7 +509,6 @@ impl Client {
     match self.agree_on_fence(keys, &fences).await {
       Ok(fence) => attempted(
         Ok(Try::Taken(Grant {
-          key: keys.lock.clone(),
           token: lease.token,
           fence,
           ttl_ms: options.ttl_ms,
@@ -517,7 +531,7 @@ impl Client {
   /// with this one and counts on from it, whichever hosts answer then.
   async fn agree_on_fence(&self, keys: &LockKeys, fences: &[(usize, i64)]) -> Result<i64> {
     let highest = fences.iter().map(|(_, fence)| *fence).max().unwrap_or(0);
-    let hosts = self.hosts();
+    let hosts = self.engine.hosts();
     let needed = quorum::quorum_of(hosts.len());
     let mut holding = fences.iter().filter(|(_, fence)| *fence == highest).count();
     if holding >= needed {
@@ -570,12 +584,12 @@ impl Client {
     stop: &Stop<'_>,
     mut place: Place,
   ) -> Result<Grant> {
-    let host = self.hosts()[0].clone();
+    let host = self.engine.hosts()[0].clone();
     let mut subscription = None;
     if let Some(predecessor) = place.predecessor.take() {
       let waited = stop.until(predecessor, None).await;
       if waited.is_err() {
-        self.fair_lines().joined(&keys.lock, &mut place);
+        self.fair_lines.joined(&keys.lock, &mut place);
       }
       let _joined_or_gave_up = waited?;
     }
@@ -585,7 +599,7 @@ impl Client {
     let lease = Duration::from_millis(lease_ms);
     // A release hands the lock over with at most the liveness window as its lease.
     let handed_over_lease = lease.min(FAIR_LIVENESS);
-    let drift = lease.mul_f64(self.options().drift_factor) + Duration::from_millis(2);
+    let drift = lease.mul_f64(self.engine.options().drift_factor) + Duration::from_millis(2);
     let mut last_failure = None;
     let mut tries = Tries::new(options);
     loop {
@@ -601,7 +615,7 @@ impl Client {
       let reply = tries.run(stop, request, last_failure.as_ref()).await?;
       let unreachable = tries.unreachable(reply.is_ok(), &reply);
       if place.joined.is_some() {
-        self.fair_lines().joined(&keys.lock, &mut place);
+        self.fair_lines.joined(&keys.lock, &mut place);
       }
       let recheck = match reply {
         Ok(reply) if reply.first() == Some(&1) => {
@@ -632,14 +646,14 @@ impl Client {
         Ok(reply) => recheck_after(reply.get(1).copied().filter(|ttl| *ttl >= 0)).min(heartbeat),
         Err(error) if unreachable => return Err(error),
         Err(error) if is_transient(&error) => {
-          self.options().log(LogLevel::Warn, || {
+          self.engine.options().log(LogLevel::Warn, || {
             format!(
               "waiting for '{}': an attempt failed, retrying: {error}",
               stop.key
             )
           });
           last_failure = Some(error);
-          self.options().retry.pause().min(heartbeat)
+          self.engine.options().retry.pause().min(heartbeat)
         }
         Err(error) => return Err(error),
       };
@@ -673,7 +687,7 @@ impl Client {
     fence: i64,
     mut valid_until: Instant,
   ) -> Result<Grant> {
-    if self.options().replica_ack.is_some() {
+    if self.engine.options().replica_ack.is_some() {
       // The hand-over was written by the releasing client; WAIT covers only this client's own
       // writes, so renew first (a write of ours that replicates after the hand-over).
       match self
@@ -691,7 +705,6 @@ impl Client {
       self.confirm_replication(&keys.lock, token, &[0]).await?;
     }
     Ok(Grant {
-      key: keys.lock.clone(),
       token: token.to_owned(),
       fence,
       ttl_ms: options.ttl_ms,
@@ -827,5 +840,23 @@ async fn released_or(
         }
       },
     }
+  }
+}
+
+/// A mutex lock held through a handle, as the watchdog renews and releases it.
+struct MutexHold {
+  mutex: Arc<Mutex>,
+  /// The key as stored in Redis (with the client's prefix).
+  key: String,
+  token: String,
+}
+
+impl Renewal for MutexHold {
+  fn renew(&self, ttl_ms: u64) -> BoxFuture<'_, Result<Option<Instant>>> {
+    Box::pin(self.mutex.extend_stored(&self.key, &self.token, ttl_ms))
+  }
+
+  fn release(&self) -> BoxFuture<'_, Result<bool>> {
+    Box::pin(self.mutex.release_on_quorum(&self.key, &self.token))
   }
 }

@@ -1,0 +1,319 @@
+'use strict'
+
+// The client: the calls of the public API, each handed to the native core and settled from its
+// batch of completions.
+
+const { EventEmitter } = require('node:events')
+const { inspect } = require('node:util')
+const { NativeClient } = require('../binding.js')
+const { createMetrics } = require('./metrics.js')
+const { RelockError, toRelockError, errorFromRecord, invalid, describe, abortError, call } = require('./errors.js')
+const { expectString, expectNumber, expectOptions, nativeClientOptions, logSink, METRICS_OPTIONS, LIST_OPTIONS, LOCK_OPTIONS, ACQUIRE_OPTIONS, TRY_ACQUIRE_OPTIONS } = require('./options.js')
+const { Hold, Lock, lockHold, heldInChain } = require('./lock.js')
+
+const WAIT_OUTCOMES = { ERR_RELOCK_WAIT_TIMEOUT: 'timeout', ABORT_ERR: 'aborted', ERR_RELOCK_CLOSED: 'closed' }
+
+// Clients with calls in flight stay reachable until those calls settle, although the native
+// side refers to them only weakly (a strong reference would keep every client alive forever).
+const clientsWithCallsInFlight = new Set()
+
+class Redlock extends EventEmitter {
+  #native
+  #holds = new Set()
+  #metrics = null
+  #calls = new Map()
+  #nextCallId = 0
+
+  /**
+   * @param {string | string[]} urls one Redis URL, or several independent masters (Redlock)
+   * @param {object} [options]
+   */
+  constructor(urls, options) {
+    super()
+    const list = typeof urls === 'string' ? [urls] : urls
+    if (!Array.isArray(list) || list.length === 0 || !list.every((url) => typeof url === 'string')) {
+      throw invalid(`urls must be a Redis URL string or a non-empty array of them, got ${describe(urls)}`)
+    }
+    const { logger, metrics, ...nativeOptions } = nativeClientOptions(options) ?? {}
+    if (expectOptions('options.metrics', metrics, METRICS_OPTIONS)) this.#metrics = createMetrics(metrics, invalid)
+    const self = new WeakRef(this)
+    try {
+      this.#native = new NativeClient(list, nativeOptions, () => self.deref()?.#settleCompleted(), (info) => self.deref()?.#noticed(info), logSink(logger))
+    } catch (error) {
+      throw toRelockError(error)
+    }
+  }
+
+  // Emits an observability event; a listener that throws cannot break the lock's own work.
+  #notify = (event, detail) => {
+    if (this.listenerCount(event) === 0) return
+    try {
+      this.emit(event, detail)
+    } catch (error) {
+      process.emitWarning(`relock: a '${event}' listener threw: ${error && error.message}`)
+    }
+  }
+
+  // A problem that did not fail a call: a lock copied to fewer replicas than asked, under the
+  // 'warn' policy. Listeners of 'replication' get it; without one it becomes a process warning.
+  #noticed(info) {
+    const error = errorFromRecord(info)
+    if (this.listenerCount('replication') > 0) this.#notify('replication', { error })
+    else process.emitWarning(`relock: ${error.message}`, 'RelockReplicationWarning')
+  }
+
+  // Starts a native call whose result comes back through #settleCompleted, in a batch with the
+  // other results that finished meanwhile.
+  // `args()` checks and returns the arguments: bad ones reject the promise, like native failures.
+  // `started` receives what the native method returned (the cancel handle of an acquire).
+  #start(method, args, started) {
+    return new Promise((resolve, reject) => {
+      const id = (this.#nextCallId = (this.#nextCallId + 1) >>> 0)
+      let handle
+      try {
+        handle = this.#native[method](id, ...args())
+      } catch (error) {
+        reject(toRelockError(error))
+        return
+      }
+      if (this.#calls.size === 0) clientsWithCallsInFlight.add(this)
+      this.#calls.set(id, { resolve, reject })
+      started?.(handle)
+    })
+  }
+
+  #settleCompleted() {
+    const records = this.#native.takeCompleted()
+    for (let at = 0; at < records.length; at += 4) {
+      const id = records[at]
+      const call = this.#calls.get(id)
+      if (!call) continue // settled by close() already
+      this.#calls.delete(id)
+      if (!records[at + 1]) call.reject(errorFromRecord(records[at + 2]))
+      else if (records[at + 3] !== undefined) call.resolve({ token: records[at + 2], validity: records[at + 3] })
+      else call.resolve(records[at + 2])
+    }
+    if (this.#calls.size === 0) clientsWithCallsInFlight.delete(this)
+  }
+
+  // A hold ends once: released, lost or closed.
+  #endHold(hold, outcome) {
+    if (!this.#holds.delete(hold)) return
+    this.#metrics?.holdEnded(hold.native.key, outcome, performance.now() - hold.acquiredAt)
+  }
+
+  /** Redis hosts by address, without credentials. */
+  get hosts() {
+    return this.#native.hostLabels
+  }
+
+  get closed() {
+    return this.#native.closed
+  }
+
+  lock(key, ttl, options) {
+    return this.#start('lock', () => [expectString('key', key), expectNumber('ttl', ttl), expectOptions('options', options, LOCK_OPTIONS)])
+  }
+
+  lockWithValidity(key, ttl, options) {
+    return this.#start('lockWithValidity', () => [expectString('key', key), expectNumber('ttl', ttl), expectOptions('options', options, LOCK_OPTIONS)])
+  }
+
+  extend(key, token, ttl) {
+    return this.#start('extend', () => [expectString('key', key), expectString('token', token), expectNumber('ttl', ttl)])
+  }
+
+  unlock(key, token) {
+    return this.#start('unlock', () => [expectString('key', key), expectString('token', token)])
+  }
+
+  /**
+   * Waits until `key` is free and takes it with a lease that the native watchdog renews while
+   * it is held. Resolves to a Lock handle.
+   */
+  acquire(key, options) {
+    return call(() => this.#acquire(key, expectOptions('options', options, ACQUIRE_OPTIONS)))
+  }
+
+  /**
+   * Makes exactly one attempt: resolves to a Lock handle, or to null when the lock is held.
+   * Takes the options of `acquire` but `waitTimeout`.
+   */
+  tryAcquire(key, options) {
+    return call(async () => {
+      const given = expectOptions('options', options, TRY_ACQUIRE_OPTIONS)
+      try {
+        return await this.#acquire(key, { ...given, waitTimeout: 0 })
+      } catch (error) {
+        if (error.code !== 'ERR_RELOCK_WAIT_TIMEOUT') throw error
+        if (error.cause) throw error.cause
+        return null
+      }
+    })
+  }
+
+  #acquire(key, options) {
+    return call(async () => {
+      expectString('key', key)
+      const { signal, onLost, ...config } = options ?? {}
+      if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('options.signal must be an AbortSignal')
+      const reentered = heldInChain.getStore()?.get(this)?.get(key)
+      if (reentered) {
+        const refusal = reentered.refusal(key)
+        if (refusal) throw refusal
+        reentered.count++
+        return new Lock(reentered)
+      }
+      if (signal?.aborted) throw abortError(signal)
+
+      let hold = null
+      let request = null
+      const waitStarted = performance.now()
+      const onLostNative = (info) => {
+        const reason = errorFromRecord(info)
+        if (hold) {
+          this.#endHold(hold, 'lost')
+          hold.controller.abort(reason)
+          this.#notify('lost', { key, fence: hold.native.fence, error: reason })
+        }
+        if (onLost) {
+          try {
+            onLost(reason)
+          } catch (error) {
+            process.emitWarning(`relock: the onLost callback threw: ${error && error.message}`)
+          }
+        }
+      }
+      const cancel = () => request?.cancel()
+      signal?.addEventListener('abort', cancel, { once: true })
+      this.#metrics?.waitStarted()
+      try {
+        const native = await this.#start('acquire', () => [key, config, onLostNative], (handle) => { request = handle })
+        this.#metrics?.waitEnded(key, 'acquired', performance.now() - waitStarted)
+        hold = new Hold(native, this.#notify, {
+          release: () => {
+            this.#endHold(hold, 'released')
+            return this.#start('release', () => [native])
+          },
+          extend: (ttl) => this.#start('extendHeld', () => [native, ttl]),
+        })
+        this.#holds.add(hold)
+        this.#notify('acquired', { key, fence: native.fence, waitedMs: performance.now() - waitStarted })
+        const lost = native.lostReason
+        if (lost) hold.controller.abort(errorFromRecord(lost))
+        return new Lock(hold)
+      } catch (error) {
+        const relockError = toRelockError(error)
+        if (!hold) this.#metrics?.waitEnded(key, WAIT_OUTCOMES[relockError.code] ?? 'failed', performance.now() - waitStarted)
+        if (relockError.code === 'ERR_RELOCK_WAIT_TIMEOUT' && config.waitTimeout !== 0) this.#notify('timeout', { key, waitedMs: performance.now() - waitStarted })
+        if (relockError.code === 'ABORT_ERR' && signal) throw abortError(signal)
+        throw relockError
+      } finally {
+        signal?.removeEventListener('abort', cancel)
+      }
+    })
+  }
+
+  /**
+   * Runs `fn(lock)` while holding `key`, and releases it afterwards. A nested `using` or
+   * `acquire` of the same key inside `fn` (in the same async call chain) re-enters at once.
+   * The outermost `using` of a key ends its hold when `fn` settles, whatever handles `fn` left
+   * unreleased; a nested one gives its share back, and rejects if the lock was lost.
+   */
+  async using(key, options, fn) {
+    if (typeof options === 'function') [options, fn] = [undefined, options]
+    if (typeof fn !== 'function') throw invalid(`fn must be a function, got ${describe(fn)}`)
+    const outer = heldInChain.getStore()
+    const outermost = !outer?.get(this)?.has(key)
+    const lock = await this.acquire(key, options)
+    const hold = lockHold(lock)
+    const chain = new Map(outer)
+    const forThisClient = new Map(outer?.get(this))
+    forThisClient.set(key, hold)
+    chain.set(this, forThisClient)
+    // A lost lock makes the native release reject with its reason; a nested using whose hold
+    // its outermost using ended meanwhile rejects with the reason its signal got.
+    const finish = outermost
+      ? () => call(() => hold.end())
+      : () => (hold.state !== 'held' && hold.controller.signal.aborted ? Promise.reject(hold.controller.signal.reason) : lock.release())
+    let result
+    try {
+      result = await heldInChain.run(chain, () => fn(lock))
+    } catch (error) {
+      await finish().catch(() => {})
+      throw error
+    }
+    await finish()
+    return result
+  }
+
+  /** Counters of what this client's locks did since it was created. */
+  stats() {
+    return this.#native.stats()
+  }
+
+  /** The state of `key` on every host: holder, remaining ttl, fence, fair queue. */
+  inspect(key) {
+    return call(async () => {
+      expectString('key', key)
+      const states = await this.#start('inspect', () => [key])
+      // What is absent is null, as the types say (N-API leaves a missing value undefined).
+      return states.map((state) => ({
+        host: state.host,
+        holder: state.holder ?? null,
+        ttl: state.ttl ?? null,
+        fence: state.fence ?? null,
+        waiters: state.waiters.map((waiter) => ({ token: waiter.token, expiresIn: waiter.expiresIn ?? null, ttl: waiter.ttl ?? null })),
+        foreign: state.foreign,
+        error: state.error ? errorFromRecord(state.error) : null,
+      }))
+    })
+  }
+
+  /**
+   * Lock keys matching a glob pattern, found with SCAN (never KEYS). The array also carries
+   * `failedHosts`: the hosts that could not be asked, each with its error.
+   */
+  list(pattern, options) {
+    return call(async () => {
+      expectString('pattern', pattern)
+      const listing = await this.#start('list', () => [pattern, expectOptions('options', options, LIST_OPTIONS)?.limit])
+      const keys = listing.keys
+      Object.defineProperty(keys, 'failedHosts', { value: listing.failedHosts.map((failure) => ({ host: failure.host, error: errorFromRecord(failure) })), enumerable: false })
+      return keys
+    })
+  }
+
+  /** Releases `key` whoever holds it, as its holder would. For operators. */
+  forceRelease(key) {
+    return call(() => {
+      expectString('key', key)
+      return this.#start('forceRelease', () => [key])
+    })
+  }
+
+  async close() {
+    const closing = this.#native.close()
+    const closed = new RelockError('ERR_RELOCK_CLOSED', 'the Redlock client is closed')
+    for (const call of this.#calls.values()) call.reject(closed)
+    this.#calls.clear()
+    clientsWithCallsInFlight.delete(this)
+    await closing
+    // The native side released these locks. Closing is not losing: their signals abort with
+    // ERR_RELOCK_CLOSED, onLost is not called, and they are reported as released.
+    for (const hold of [...this.#holds]) {
+      this.#endHold(hold, 'closed')
+      const { key, fence } = hold.native
+      hold.state = 'ended'
+      hold.controller.abort(new RelockError('ERR_RELOCK_CLOSED', `the client was closed while holding '${key}'`))
+      this.#notify('released', { key, fence, heldMs: performance.now() - hold.acquiredAt, closed: true })
+    }
+    this.#holds.clear()
+  }
+
+  [inspect.custom]() {
+    return `Redlock { hosts: ${inspect(this.hosts)}, closed: ${this.closed} }`
+  }
+}
+
+module.exports = { Redlock }
