@@ -10,6 +10,7 @@ const { createMetrics } = require('./metrics.js')
 const { RelockError, toRelockError, errorFromRecord, invalid, describe, abortError, call } = require('./errors.js')
 const { expectString, expectNumber, expectOptions, nativeClientOptions, logSink, METRICS_OPTIONS, LIST_OPTIONS, LOCK_OPTIONS, ACQUIRE_OPTIONS, TRY_ACQUIRE_OPTIONS } = require('./options.js')
 const { Hold, Lock, lockHold, heldInChain } = require('./lock.js')
+const { DirectDriver } = require('./direct.js')
 
 const WAIT_OUTCOMES = { ERR_RELOCK_WAIT_TIMEOUT: 'timeout', ABORT_ERR: 'aborted', ERR_RELOCK_CLOSED: 'closed' }
 
@@ -23,6 +24,8 @@ class Redlock extends EventEmitter {
   #metrics = null
   #calls = new Map()
   #nextCallId = 0
+  // lock, unlock and extend on Node's own sockets, when every host allows it.
+  #direct = null
 
   /**
    * @param {string | string[]} urls one Redis URL, or several independent masters (Redlock)
@@ -42,6 +45,8 @@ class Redlock extends EventEmitter {
     } catch (error) {
       throw toRelockError(error)
     }
+    const direct = this.#native.direct()
+    if (direct) this.#direct = new DirectDriver(direct, direct.connectTimeout, (id, ok, value, extra) => self.deref()?.#settle(id, ok, value, extra))
   }
 
   // Emits an observability event; a listener that throws cannot break the lock's own work.
@@ -67,11 +72,22 @@ class Redlock extends EventEmitter {
   // `args()` checks and returns the arguments: bad ones reject the promise, like native failures.
   // `started` receives what the native method returned (the cancel handle of an acquire).
   #start(method, args, started) {
+    return this.#startOn(this.#native, method, args, started)
+  }
+
+  // As #start, on the sockets of the event loop when the hosts allow it (results come back
+  // through #settle, in the callback that read them).
+  #startDirect(method, args, nativeMethod, nativeArgs) {
+    if (this.#direct) return this.#startOn(this.#direct, method, args)
+    return this.#start(nativeMethod, nativeArgs)
+  }
+
+  #startOn(target, method, args, started) {
     return new Promise((resolve, reject) => {
       const id = (this.#nextCallId = (this.#nextCallId + 1) >>> 0)
       let handle
       try {
-        handle = this.#native[method](id, ...args())
+        handle = target[method](id, ...args())
       } catch (error) {
         reject(toRelockError(error))
         return
@@ -84,16 +100,18 @@ class Redlock extends EventEmitter {
 
   #settleCompleted() {
     const records = this.#native.takeCompleted()
-    for (let at = 0; at < records.length; at += 4) {
-      const id = records[at]
-      const call = this.#calls.get(id)
-      if (!call) continue // settled by close() already
-      this.#calls.delete(id)
-      if (!records[at + 1]) call.reject(errorFromRecord(records[at + 2]))
-      else if (records[at + 3] !== undefined) call.resolve({ token: records[at + 2], validity: records[at + 3] })
-      else call.resolve(records[at + 2])
-    }
+    for (let at = 0; at < records.length; at += 4) this.#settle(records[at], records[at + 1], records[at + 2], records[at + 3])
+  }
+
+  // `value` is the result, or the failure as data when not `ok`; `extra` a lease's validity.
+  #settle(id, ok, value, extra) {
+    const call = this.#calls.get(id)
+    if (!call) return // settled by close() already
+    this.#calls.delete(id)
     if (this.#calls.size === 0) clientsWithCallsInFlight.delete(this)
+    if (!ok) call.reject(errorFromRecord(value))
+    else if (extra !== undefined) call.resolve({ token: value, validity: extra })
+    else call.resolve(value)
   }
 
   // A hold ends once: released, lost or closed.
@@ -112,19 +130,23 @@ class Redlock extends EventEmitter {
   }
 
   lock(key, ttl, options) {
-    return this.#start('lock', () => [expectString('key', key), expectNumber('ttl', ttl), expectOptions('options', options, LOCK_OPTIONS)])
+    const args = () => [expectString('key', key), expectNumber('ttl', ttl), expectOptions('options', options, LOCK_OPTIONS)]
+    return this.#startDirect('lock', () => [...args(), false], 'lock', args)
   }
 
   lockWithValidity(key, ttl, options) {
-    return this.#start('lockWithValidity', () => [expectString('key', key), expectNumber('ttl', ttl), expectOptions('options', options, LOCK_OPTIONS)])
+    const args = () => [expectString('key', key), expectNumber('ttl', ttl), expectOptions('options', options, LOCK_OPTIONS)]
+    return this.#startDirect('lock', () => [...args(), true], 'lockWithValidity', args)
   }
 
   extend(key, token, ttl) {
-    return this.#start('extend', () => [expectString('key', key), expectString('token', token), expectNumber('ttl', ttl)])
+    const args = () => [expectString('key', key), expectString('token', token), expectNumber('ttl', ttl)]
+    return this.#startDirect('extend', args, 'extend', args)
   }
 
   unlock(key, token) {
-    return this.#start('unlock', () => [expectString('key', key), expectString('token', token)])
+    const args = () => [expectString('key', key), expectString('token', token)]
+    return this.#startDirect('unlock', args, 'unlock', args)
   }
 
   /**
@@ -293,6 +315,7 @@ class Redlock extends EventEmitter {
   }
 
   async close() {
+    this.#direct?.close()
     const closing = this.#native.close()
     const closed = new RelockError('ERR_RELOCK_CLOSED', 'the Redlock client is closed')
     for (const call of this.#calls.values()) call.reject(closed)

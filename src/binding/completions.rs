@@ -118,7 +118,7 @@ impl Completions {
 }
 
 /// A failure as plain data: `{ code, message, cause? }`, the cause in the same shape.
-fn error_record<'env>(
+pub(crate) fn error_record<'env>(
   env: &'env Env,
   error: &core::Error,
 ) -> napi::Result<napi::bindgen_prelude::Object<'env>> {

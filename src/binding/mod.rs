@@ -1,10 +1,11 @@
 //! The N-API surface: converts JavaScript values to core types and core results back.
 //!
-//! Errors cross as `Error` objects whose message starts with the stable code
-//! (`ERR_RELOCK_…: what went wrong`); `index.js` turns that prefix into `error.code`, because
-//! napi-rs cannot give a rejected promise a custom code.
+//! Errors cross as data: a synchronous throw carries relock's code as `error.code`, and a
+//! failed call comes back as `{ code, message, cause }` (napi-rs cannot give a rejected
+//! promise a custom code, so no call here returns a promise that can fail).
 
 mod completions;
+mod direct;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -265,6 +266,20 @@ fn retry_policy(config: &LockConfig, defaults: &RetryPolicy) -> core::Result<Ret
   })
 }
 
+/// The ttl and retry policy of a `lock` call, checked.
+fn lock_arguments(
+  engine: &core::engine::Engine,
+  ttl: f64,
+  retry: Option<LockConfig>,
+) -> napi::Result<(u64, RetryPolicy), Code> {
+  let ttl_ms = validate::lease("ttl", ttl).map_err(to_js)?;
+  let retry = match retry {
+    Some(config) => retry_policy(&config, &engine.options().retry).map_err(to_js)?,
+    None => engine.options().retry.clone(),
+  };
+  Ok((ttl_ms, retry))
+}
+
 #[napi(js_name = "NativeClient")]
 pub struct NativeClient {
   core: Arc<core::Client>,
@@ -312,6 +327,13 @@ impl NativeClient {
     })
   }
 
+  /// `lock`, `unlock` and `extend` over sockets that JavaScript drives, or null when a host
+  /// needs the native connections (Sentinel, Cluster, TLS, replicaAck).
+  #[napi]
+  pub fn direct(&self) -> Option<direct::NativeDirect> {
+    direct::NativeDirect::new(self.core.mutex().clone())
+  }
+
   /// Number of Redis hosts (1 for a single instance, N for Redlock).
   #[napi(getter)]
   pub fn host_count(&self) -> u32 {
@@ -351,7 +373,7 @@ impl NativeClient {
     ttl: f64,
     retry: Option<LockConfig>,
   ) -> napi::Result<(), Code> {
-    let (ttl_ms, retry) = self.lock_arguments(ttl, retry)?;
+    let (ttl_ms, retry) = lock_arguments(self.core.engine(), ttl, retry)?;
     let mutex = self.core.mutex().clone();
     self.start(&env, id, async move {
       mutex
@@ -373,7 +395,7 @@ impl NativeClient {
     ttl: f64,
     retry: Option<LockConfig>,
   ) -> napi::Result<(), Code> {
-    let (ttl_ms, retry) = self.lock_arguments(ttl, retry)?;
+    let (ttl_ms, retry) = lock_arguments(self.core.engine(), ttl, retry)?;
     let mutex = self.core.mutex().clone();
     self.start(&env, id, async move {
       let lease = mutex.lock(&key, ttl_ms, &retry).await?;
@@ -411,19 +433,6 @@ impl NativeClient {
     self.start(&env, id, async move {
       Ok(Outcome::Flag(mutex.unlock(&key, &token).await?))
     });
-  }
-
-  fn lock_arguments(
-    &self,
-    ttl: f64,
-    retry: Option<LockConfig>,
-  ) -> napi::Result<(u64, RetryPolicy), Code> {
-    let ttl_ms = validate::lease("ttl", ttl).map_err(to_js)?;
-    let retry = match retry {
-      Some(config) => retry_policy(&config, &self.core.engine().options().retry).map_err(to_js)?,
-      None => self.core.engine().options().retry.clone(),
-    };
-    Ok((ttl_ms, retry))
   }
 
   fn start(

@@ -4,8 +4,10 @@
 pub mod host;
 pub mod notify;
 pub mod quorum;
+pub mod resp;
 pub mod stats;
 pub mod watchdog;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -37,6 +37,20 @@ pub struct Tally<T> {
 }
 
 impl<T> Tally<T> {
+  /// No answers yet from `hosts` hosts.
+  pub fn new(hosts: usize) -> Tally<T> {
+    Tally {
+      hosts,
+      quorum: quorum_of(hosts),
+      yes: Vec::new(),
+      no: 0,
+      holder_ttl_ms: None,
+      failed: Vec::new(),
+      failed_hosts: Vec::new(),
+      pending: Vec::new(),
+    }
+  }
+
   pub fn has_quorum(&self) -> bool {
     self.yes.len() >= self.quorum
   }
@@ -74,13 +88,14 @@ impl<T> Tally<T> {
     )
   }
 
-  fn decided(&self) -> bool {
+  /// True once the outcome is known: a quorum said yes, enough said no, or too few are left.
+  pub fn decided(&self) -> bool {
     let answered = self.yes.len() + self.no + self.failed.len();
     let undecided = self.hosts - answered;
     self.has_quorum() || self.refused() || self.yes.len() + undecided < self.quorum
   }
 
-  fn record(&mut self, index: usize, vote: Vote<T>) {
+  pub fn record(&mut self, index: usize, vote: Vote<T>) {
     match vote {
       Vote::Yes(value) => self.yes.push((index, value)),
       Vote::No(ttl) => {
@@ -110,16 +125,7 @@ where
   F: Fn(Arc<Host>) -> Fut,
   Fut: Future<Output = Vote<T>> + Send + 'static,
 {
-  let mut tally = Tally {
-    hosts: hosts.len(),
-    quorum: quorum_of(hosts.len()),
-    yes: Vec::new(),
-    no: 0,
-    holder_ttl_ms: None,
-    failed: Vec::new(),
-    failed_hosts: Vec::new(),
-    pending: Vec::new(),
-  };
+  let mut tally = Tally::new(hosts.len());
   if let [host] = hosts {
     tally.record(0, ask(host.clone()).await);
     return tally;

@@ -16,16 +16,16 @@ pub static ACQUIRE: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
 pub static ACQUIRE_FAIR: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/acquire_fair.lua")));
-pub static EXTEND: LazyLock<Script> =
-  LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+pub const EXTEND_LUA: &str = include_str!("scripts/extend.lua");
+pub static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_LUA));
 pub static INSPECT: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/inspect.lua")));
 pub static LOCK_KINDS: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/lock_kinds.lua")));
 pub static RAISE_FENCE: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/raise_fence.lua")));
-pub static RELEASE: LazyLock<Script> =
-  LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
+pub const RELEASE_LUA: &str = include_str!("scripts/release.lua");
+pub static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
 
 /// A fair waiter that has not refreshed its place for this long is dropped from the queue, by
 /// Redis's clock; a lock handed over to a waiter starts with a lease no longer than this.
@@ -37,6 +37,16 @@ pub enum Wake {
   Waiters,
   /// Undoing an attempt that never held the lock on a majority: nobody waited for it.
   Nobody,
+}
+
+impl Wake {
+  /// The release script's ARGV[4].
+  pub fn flag(self) -> &'static str {
+    match self {
+      Wake::Waiters => "1",
+      Wake::Nobody => "0",
+    }
+  }
 }
 
 /// The side keys and channel that belong to one lock key.
@@ -76,15 +86,11 @@ impl LockKeys {
   /// Runs the release script on `host`: 1 if `token` held the lock there and no longer does.
   pub async fn release_on(&self, host: &Host, token: &str, wake: Wake) -> Result<i64> {
     let liveness_ms = FAIR_LIVENESS.as_millis() as u64;
-    let wake = match wake {
-      Wake::Waiters => "1",
-      Wake::Nobody => "0",
-    };
     host
       .eval(
         &RELEASE,
         &self.all(),
-        &[&token, &self.channel, &liveness_ms, &wake],
+        &[&token, &self.channel, &liveness_ms, &wake.flag()],
       )
       .await
   }

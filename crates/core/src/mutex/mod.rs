@@ -3,6 +3,7 @@
 //! scripts, the blocking and fair waits (`acquire`) and the operator calls (`inspect`).
 
 pub mod acquire;
+pub mod direct;
 pub mod inspect;
 pub mod keys;
 
@@ -18,7 +19,7 @@ use crate::engine::quorum::{self, Tally, Vote};
 use crate::engine::stats::Event;
 use crate::engine::{new_token, Engine};
 use crate::error::{Error, ErrorKind, Result};
-use crate::options::{LogLevel, ReplicaPolicy, RetryPolicy};
+use crate::options::{ClientOptions, LogLevel, ReplicaPolicy, RetryPolicy};
 use crate::validate;
 use acquire::{FairLines, Gates};
 use keys::{LockKeys, Wake, EXTEND};
@@ -97,34 +98,16 @@ impl Mutex {
         Ok(()) => self.try_lock(key, &new_token(), ttl_ms).await,
         Err(closed) => Err(closed),
       };
-      let retryable = match &outcome {
+      let busy = match &outcome {
         Ok(Attempt::Taken(lease)) => return Ok(Some(lease.clone())),
-        Ok(Attempt::Busy) => true,
-        Err(error) => matches!(
-          error.kind(),
-          ErrorKind::NoQuorum
-            | ErrorKind::Connection
-            | ErrorKind::Timeout
-            | ErrorKind::ValidityExpired
-        ),
+        Ok(Attempt::Busy) => Ok(()),
+        Err(error) => Err(error),
       };
-      let pause = retry.pause();
-      let out_of_budget = budget_end.is_some_and(|end| Instant::now() + pause >= end);
-      if !retryable || attempt >= retry.count || out_of_budget {
+      let Some(pause) = next_try(self.engine.options(), key, busy, retry, attempt, budget_end)
+      else {
         return outcome.map(|_| None);
-      }
+      };
       attempt += 1;
-      self.engine.options().log(LogLevel::Debug, || {
-        let why = match &outcome {
-          Ok(_) => "it is held".to_owned(),
-          Err(error) => format!("it failed: {error}"),
-        };
-        format!(
-          "lock '{key}': attempt {attempt} of {}: {why}; next in {} ms",
-          retry.count + 1,
-          pause.as_millis()
-        )
-      });
       tokio::select! {
         _ = self.engine.closed_token().cancelled() => return Err(Error::closed()),
         _ = tokio::time::sleep(pause) => {}
@@ -188,19 +171,7 @@ impl Mutex {
     }
     let pending = std::mem::take(&mut tally.pending);
     let undo = if !tally.yes.is_empty() || !pending.is_empty() || !tally.failed.is_empty() {
-      // A lock held on a majority, or a host that failed (it may have run the attempt and hold
-      // a lock that others now wait on) wakes waiters when released; a host that said yes to
-      // an attempt that got no majority, or answered late, made nobody wait, and waking for it
-      // would let waiters of a held lock chase each other.
-      let wakes = (0..self.engine.hosts().len())
-        .map(|index| {
-          if tally.has_quorum() || tally.failed_hosts.contains(&index) {
-            Wake::Waiters
-          } else {
-            Wake::Nobody
-          }
-        })
-        .collect();
+      let wakes = undo_wakes(&tally);
       self.undo_per_host(key, token, pending, wakes)
     } else {
       Undo::none()
@@ -435,4 +406,57 @@ async fn release_on_every_host<T>(
     }
   }))
   .await;
+}
+
+/// Whether a `lock` attempt that found the key held (`Ok`) or failed (`Err`) is tried again
+/// under `retry` after `attempt` retries, and after what pause; logged when it is.
+pub fn next_try(
+  options: &ClientOptions,
+  key: &str,
+  outcome: std::result::Result<(), &Error>,
+  retry: &RetryPolicy,
+  attempt: u64,
+  budget_end: Option<Instant>,
+) -> Option<Duration> {
+  let retryable = match outcome {
+    Ok(()) => true,
+    Err(error) => matches!(
+      error.kind(),
+      ErrorKind::NoQuorum | ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::ValidityExpired
+    ),
+  };
+  let pause = retry.pause();
+  let out_of_budget = budget_end.is_some_and(|end| Instant::now() + pause >= end);
+  if !retryable || attempt >= retry.count || out_of_budget {
+    return None;
+  }
+  options.log(LogLevel::Debug, || {
+    let why = match outcome {
+      Ok(()) => "it is held".to_owned(),
+      Err(error) => format!("it failed: {error}"),
+    };
+    format!(
+      "lock '{key}': attempt {} of {}: {why}; next in {} ms",
+      attempt + 1,
+      retry.count + 1,
+      pause.as_millis()
+    )
+  });
+  Some(pause)
+}
+
+/// Whether undoing an attempt wakes waiters, per host. A lock held on a majority, or a host
+/// that failed (it may have run the attempt and hold a lock that others now wait on) wakes
+/// waiters when released; a host that said yes to an attempt that got no majority, or answered
+/// late, made nobody wait, and waking for it would let waiters of a held lock chase each other.
+pub fn undo_wakes<T>(tally: &Tally<T>) -> Vec<Wake> {
+  (0..tally.hosts)
+    .map(|index| {
+      if tally.has_quorum() || tally.failed_hosts.contains(&index) {
+        Wake::Waiters
+      } else {
+        Wake::Nobody
+      }
+    })
+    .collect()
 }

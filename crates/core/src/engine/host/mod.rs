@@ -41,6 +41,24 @@ pub struct Host {
   /// Whether the host answered its last call, so that a change is logged once.
   health: AtomicU8,
   log: Option<LogCallback>,
+  /// How to reach the host over a socket that the caller drives; only for plain (not TLS)
+  /// hosts named by URL.
+  endpoint: Option<Endpoint>,
+}
+
+/// A host as a socket of the caller's reaches it: its address, and the handshake it needs.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+  pub address: Address,
+  pub db: i64,
+  pub username: Option<String>,
+  pub password: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Address {
+  Tcp { host: String, port: u16 },
+  Unix { path: String },
 }
 
 const HEALTH_UNKNOWN: u8 = 0;
@@ -121,12 +139,13 @@ impl Host {
       connect_timeout: options.connect_timeout,
       health: AtomicU8::new(HEALTH_UNKNOWN),
       log: options.log.clone(),
+      endpoint: None,
     }
   }
 
   /// Notes how a call went, and logs when the host starts or stops answering. A host that
   /// answers with an error (a script error, a wrong type) still answers.
-  fn observe<T>(&self, outcome: Result<T>) -> Result<T> {
+  pub fn observe<T>(&self, outcome: Result<T>) -> Result<T> {
     let answered = match &outcome {
       Ok(_) => true,
       Err(error) => !matches!(
@@ -153,6 +172,40 @@ impl Host {
 
   pub fn label(&self) -> &str {
     &self.label
+  }
+
+  pub fn endpoint(&self) -> Option<&Endpoint> {
+    self.endpoint.as_ref()
+  }
+
+  /// The error of a call that had no answer in time, worded as every connection mode words it.
+  pub fn timed_out(&self) -> Error {
+    Error::new(
+      ErrorKind::Timeout,
+      format!(
+        "{}: no answer within the timeout (connectTimeout {} ms, commandTimeout {} ms)",
+        self.label,
+        self.connect_timeout.as_millis(),
+        self.command_timeout.as_millis()
+      ),
+    )
+  }
+
+  /// The error of a server's error reply (`-ERR ...`, `-NOAUTH ...`), named after this host.
+  pub fn error_reply(&self, reply: &str) -> Error {
+    let code = reply.split(' ').next().unwrap_or("");
+    let kind = match code {
+      "NOAUTH" | "WRONGPASS" | "NOPERM" => ErrorKind::Auth,
+      _ => ErrorKind::Redis,
+    };
+    let detail = match code {
+      "NOPERM" => {
+        format!("permission denied: the ACL user may not run what this call needs ({reply})")
+      }
+      "NOAUTH" | "WRONGPASS" => format!("authentication failed: {reply}"),
+      _ => reply.to_owned(),
+    };
+    Error::new(kind, format!("{}: {detail}", self.label))
   }
 
   /// The client of the current connection, if there is one yet.

@@ -5,9 +5,10 @@ use redis::aio::ConnectionManager;
 use super::settings::{
   connection_settings, invalid_url, label_of, manager_config, open_client, parse_url, tcp_settings,
 };
-use super::{Connection, Host, Link, Source};
+use super::{Address, Connection, Endpoint, Host, Link, Source};
 use crate::error::Result;
 use crate::options::ClientOptions;
+use redis::ConnectionAddr;
 
 impl Host {
   /// Parses `url` and prepares a lazy connection: nothing is sent until the first command, so
@@ -18,6 +19,7 @@ impl Host {
     let info = parse_url(url)?;
     let label = label_of(info.addr());
     let settings = connection_settings(info.redis_settings().clone(), options);
+    let endpoint = Endpoint::of(&info, &settings);
     let info = info
       .set_redis_settings(settings)
       .set_tcp_settings(tcp_settings());
@@ -26,7 +28,7 @@ impl Host {
     let connection =
       ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
         .map_err(|e| invalid_url(url, &e.to_string()))?;
-    Ok(Host::new(
+    let mut host = Host::new(
       label,
       Some(Link {
         client,
@@ -35,6 +37,30 @@ impl Host {
       Source::Direct,
       manager_config,
       options,
-    ))
+    );
+    host.endpoint = endpoint;
+    Ok(host)
+  }
+}
+
+impl Endpoint {
+  /// Where a plain (not TLS) connection goes, and what it says first; `None` for TLS.
+  fn of(info: &redis::ConnectionInfo, settings: &redis::RedisConnectionInfo) -> Option<Endpoint> {
+    let address = match info.addr() {
+      ConnectionAddr::Tcp(host, port) => Address::Tcp {
+        host: host.clone(),
+        port: *port,
+      },
+      ConnectionAddr::Unix(path) => Address::Unix {
+        path: path.to_string_lossy().into_owned(),
+      },
+      _ => return None,
+    };
+    Some(Endpoint {
+      address,
+      db: settings.db(),
+      username: settings.username().map(str::to_owned),
+      password: settings.password().map(str::to_owned),
+    })
   }
 }

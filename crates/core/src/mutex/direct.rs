@@ -1,0 +1,676 @@
+//! `lock`, `unlock` and `extend` for a caller that owns the sockets (Node's own, on its event
+//! loop), so that a call crosses no thread: the caller hands in calls and what its sockets did,
+//! and takes out bytes to write, sockets to open and settled calls. No thread, timer or I/O
+//! here. The decisions are the mutex's own (`next_try`, `undo_wakes`, quorum and validity);
+//! only the transport differs from the tokio path.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::keys::{LockKeys, Wake, EXTEND, EXTEND_LUA, FAIR_LIVENESS, RELEASE, RELEASE_LUA};
+use super::{next_try, undo_wakes, Mutex};
+use crate::engine::new_token;
+use crate::engine::quorum::{self, Tally, Vote};
+use crate::engine::resp::Reply;
+use crate::engine::stats::Event;
+use crate::engine::wire::{Action, Outcome, Wire};
+use crate::error::{Error, ErrorKind, Result};
+use crate::options::RetryPolicy;
+use crate::validate;
+
+/// How a call ended, or that it is to be tried again after a pause (which the caller times).
+pub enum Settled {
+  Token(Option<String>),
+  /// A token and its validity in ms, or `None` when the key is held.
+  Lease(Option<(String, f64)>),
+  Flag(bool),
+  Failed(Error),
+  RetryAfter(Duration),
+}
+
+/// One attempt's request, as sent to every host (and sent again, in full, to a host that lost
+/// the script, whether or not the call still waits for that host).
+struct Request {
+  command: Command,
+  keys: Arc<LockKeys>,
+  token: Arc<str>,
+  ttl_ms: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Command {
+  Set,
+  Release,
+  Extend,
+}
+
+/// What a reply answers.
+enum Answer {
+  /// A host's vote in a call's attempt.
+  Vote {
+    call: u32,
+    attempt: u64,
+    host: usize,
+    request: Arc<Request>,
+  },
+  /// A release sent to undo an attempt (or a lock taken while closing); nobody waits for it.
+  Undo {
+    keys: Arc<LockKeys>,
+    token: Arc<str>,
+    wake: Wake,
+    host: usize,
+  },
+}
+
+enum Op {
+  Lock {
+    with_validity: bool,
+    retry: RetryPolicy,
+    budget_end: Option<Instant>,
+  },
+  Unlock,
+  Extend,
+}
+
+struct Call {
+  op: Op,
+  /// The key as stored in Redis, and its side keys.
+  keys: Arc<LockKeys>,
+  token: Arc<str>,
+  ttl_ms: u64,
+  attempt: u64,
+  started: Instant,
+  deadline: Instant,
+  tally: Tally<()>,
+  answered: Vec<bool>,
+  /// Hosts whose connection failed before the request was written: it cannot have run.
+  unsent: Vec<bool>,
+  /// Between a `lock` attempt and the next, while the caller waits out the pause.
+  pausing: bool,
+}
+
+pub struct Direct {
+  mutex: Arc<Mutex>,
+  wire: Wire<Answer>,
+  calls: HashMap<u32, Call>,
+  settled: Vec<(u32, Settled)>,
+  release_sha: String,
+  extend_sha: String,
+}
+
+/// What the caller must do after an event.
+pub struct Turn {
+  pub actions: Vec<Action>,
+  pub settled: Vec<(u32, Settled)>,
+  /// When the earliest call in flight times out, if any is.
+  pub next_deadline: Option<Instant>,
+  /// Whether a call is in flight: its promise is pending, so the sockets keep the process
+  /// alive. (A release sent to undo an attempt does not: nobody waits for it.)
+  pub busy: bool,
+}
+
+impl Direct {
+  /// `None` unless every host is a plain connection named by URL (no Sentinel, Cluster, TLS,
+  /// or replica acknowledgement): those keep the tokio path.
+  pub fn new(mutex: Arc<Mutex>) -> Option<Direct> {
+    let engine = mutex.engine();
+    if engine.options().replica_ack.is_some() {
+      return None;
+    }
+    let endpoints = engine
+      .hosts()
+      .iter()
+      .map(|host| host.endpoint())
+      .collect::<Option<Vec<_>>>()?;
+    Some(Direct {
+      wire: Wire::new(
+        &endpoints,
+        &[
+          &[b"SCRIPT", b"LOAD", RELEASE_LUA.as_bytes()],
+          &[b"SCRIPT", b"LOAD", EXTEND_LUA.as_bytes()],
+        ],
+      ),
+      calls: HashMap::new(),
+      settled: Vec::new(),
+      release_sha: RELEASE.get_hash().to_owned(),
+      extend_sha: EXTEND.get_hash().to_owned(),
+      mutex,
+    })
+  }
+
+  /// Takes `key` for `ttl_ms` with a fresh token, retrying as `retry` says (the caller waits
+  /// out each [`Settled::RetryAfter`] and then calls [`Direct::retry`]).
+  pub fn lock(&mut self, id: u32, key: &str, ttl_ms: u64, retry: RetryPolicy, with_validity: bool) {
+    let checked = validate::key(key).and_then(|()| self.mutex.engine().ensure_open());
+    if let Err(error) = checked {
+      self.finish_lock(id, with_validity, Err(error));
+      return;
+    }
+    self.mutex.engine().check_hosts_once();
+    let now = Instant::now();
+    let budget_end = retry.budget.map(|budget| now + budget);
+    let keys = LockKeys::new(&self.mutex.engine().redis_key(key));
+    self.start(
+      id,
+      Op::Lock {
+        with_validity,
+        retry,
+        budget_end,
+      },
+      keys,
+      Arc::from(new_token()),
+      ttl_ms,
+    );
+  }
+
+  /// The next attempt of a `lock` whose pause is over.
+  pub fn retry(&mut self, id: u32) {
+    let Some(mut call) = self.calls.remove(&id) else {
+      return;
+    };
+    if let Err(closed) = self.mutex.engine().ensure_open() {
+      if let Op::Lock { with_validity, .. } = call.op {
+        self.finish_lock(id, with_validity, Err(closed));
+      }
+      return;
+    }
+    call.token = Arc::from(new_token());
+    call.attempt += 1;
+    self.begin(id, call);
+  }
+
+  pub fn unlock(&mut self, id: u32, key: &str, token: &str) {
+    let checked = validate::key(key)
+      .and_then(|()| validate::token(token))
+      .and_then(|()| self.mutex.engine().ensure_open());
+    if let Err(error) = checked {
+      self.settle_counted(id, Err(error), |_| None);
+      return;
+    }
+    let keys = LockKeys::new(&self.mutex.engine().redis_key(key));
+    self.start(id, Op::Unlock, keys, Arc::from(token), 0);
+  }
+
+  pub fn extend(&mut self, id: u32, key: &str, token: &str, ttl_ms: u64) {
+    let checked = validate::key(key)
+      .and_then(|()| validate::token(token))
+      .and_then(|()| self.mutex.engine().ensure_open());
+    if let Err(error) = checked {
+      self.settled.push((id, Settled::Failed(error)));
+      return;
+    }
+    let keys = LockKeys::new(&self.mutex.engine().redis_key(key));
+    self.start(id, Op::Extend, keys, Arc::from(token), ttl_ms);
+  }
+
+  fn start(&mut self, id: u32, op: Op, keys: LockKeys, token: Arc<str>, ttl_ms: u64) {
+    let hosts = self.mutex.engine().hosts().len();
+    let call = Call {
+      op,
+      keys: Arc::new(keys),
+      token,
+      ttl_ms,
+      attempt: 0,
+      started: Instant::now(),
+      deadline: Instant::now(),
+      tally: Tally::new(hosts),
+      answered: vec![false; hosts],
+      unsent: vec![false; hosts],
+      pausing: false,
+    };
+    self.begin(id, call);
+  }
+
+  /// Sends the call's current attempt to every host.
+  fn begin(&mut self, id: u32, mut call: Call) {
+    let engine = self.mutex.engine();
+    let options = engine.options();
+    let hosts = engine.hosts().len();
+    call.started = Instant::now();
+    call.pausing = false;
+    call.tally = Tally::new(hosts);
+    call.answered = vec![false; hosts];
+    call.unsent = vec![false; hosts];
+    let all_open = (0..hosts).all(|host| self.wire.is_open(host));
+    // As on the tokio path: a call may first have to connect, then gets its command time.
+    let bound = if all_open {
+      options.command_timeout
+    } else {
+      options.connect_timeout + options.command_timeout
+    };
+    call.deadline = call.started + bound;
+    let request = Arc::new(Request {
+      command: match call.op {
+        Op::Lock { .. } => Command::Set,
+        Op::Unlock => Command::Release,
+        Op::Extend => Command::Extend,
+      },
+      keys: call.keys.clone(),
+      token: call.token.clone(),
+      ttl_ms: call.ttl_ms,
+    });
+    for host in 0..hosts {
+      let answer = Answer::Vote {
+        call: id,
+        attempt: call.attempt,
+        host,
+        request: request.clone(),
+      };
+      self.send(host, &request, answer, false);
+    }
+    self.calls.insert(id, call);
+  }
+
+  /// Queues `request` to `host` (by EVAL instead of EVALSHA when the server lost the script).
+  fn send(&mut self, host: usize, request: &Request, answer: Answer, full_script: bool) {
+    let keys = &request.keys;
+    match request.command {
+      Command::Set => {
+        let ttl = request.ttl_ms.to_string();
+        self.wire.send(
+          host,
+          &[
+            b"SET",
+            keys.lock.as_bytes(),
+            request.token.as_bytes(),
+            b"NX",
+            b"PX",
+            ttl.as_bytes(),
+          ],
+          answer,
+        );
+      }
+      Command::Release => self.send_release(
+        host,
+        keys,
+        &request.token,
+        Wake::Waiters,
+        answer,
+        full_script,
+      ),
+      Command::Extend => {
+        let ttl = request.ttl_ms.to_string();
+        let (command, script) = script_call(full_script, &self.extend_sha, EXTEND_LUA);
+        self.wire.send(
+          host,
+          &[
+            command,
+            script,
+            b"1",
+            keys.lock.as_bytes(),
+            request.token.as_bytes(),
+            ttl.as_bytes(),
+          ],
+          answer,
+        );
+      }
+    }
+  }
+
+  fn send_release(
+    &mut self,
+    host: usize,
+    keys: &LockKeys,
+    token: &str,
+    wake: Wake,
+    answer: Answer,
+    full_script: bool,
+  ) {
+    let liveness = FAIR_LIVENESS.as_millis().to_string();
+    let (command, script) = script_call(full_script, &self.release_sha, RELEASE_LUA);
+    let [lock, queue, waiters, fence] = keys.all();
+    self.wire.send(
+      host,
+      &[
+        command,
+        script,
+        b"4",
+        lock.as_bytes(),
+        queue.as_bytes(),
+        waiters.as_bytes(),
+        fence.as_bytes(),
+        token.as_bytes(),
+        keys.channel.as_bytes(),
+        liveness.as_bytes(),
+        wake.flag().as_bytes(),
+      ],
+      answer,
+    );
+  }
+
+  /// The caller's socket to `host` is connected.
+  pub fn connected(&mut self, host: usize) {
+    self.wire.connected(host);
+  }
+
+  /// The caller's socket to `host` closed or failed, with `error` (a connection error, or a
+  /// timeout of the connect).
+  pub fn closed(&mut self, host: usize, error: Error) {
+    let error = self.mutex.engine().hosts()[host].observe::<()>(Err(error));
+    let error = error.expect_err("a failure");
+    let lost = self.wire.closed(host, &error);
+    for (answer, outcome) in lost {
+      self.answered(answer, outcome);
+    }
+  }
+
+  pub fn received(&mut self, host: usize, bytes: &[u8]) -> bool {
+    let engine = self.mutex.engine().clone();
+    let read = self.wire.received(&engine.hosts()[host], host, bytes);
+    for (answer, outcome) in read.replies {
+      self.answered(answer, outcome);
+    }
+    read.close
+  }
+
+  /// Fails the hosts that have not answered calls whose time is up.
+  pub fn expire(&mut self, now: Instant) {
+    let due: Vec<u32> = self
+      .calls
+      .iter()
+      .filter(|(_, call)| !call.pausing && call.deadline <= now)
+      .map(|(id, _)| *id)
+      .collect();
+    for id in due {
+      let Some(call) = self.calls.get_mut(&id) else {
+        continue;
+      };
+      let hosts = self.mutex.engine().hosts();
+      for (host, answered) in call.answered.iter_mut().enumerate() {
+        if !*answered {
+          *answered = true;
+          let failure = hosts[host].observe::<()>(Err(hosts[host].timed_out()));
+          call
+            .tally
+            .record(host, Vote::Failed(failure.expect_err("a failure")));
+        }
+      }
+      self.finish(id);
+    }
+  }
+
+  fn answered(&mut self, answer: Answer, outcome: Outcome) {
+    let no_script =
+      matches!(&outcome, Outcome::Refused(error) if error.message().contains(": NOSCRIPT"));
+    match answer {
+      Answer::Undo {
+        keys,
+        token,
+        wake,
+        host,
+      } => {
+        if no_script {
+          let again = Answer::Undo {
+            keys: keys.clone(),
+            token: token.clone(),
+            wake,
+            host,
+          };
+          self.send_release(host, &keys, &token, wake, again, true);
+        }
+      }
+      Answer::Vote {
+        call: id,
+        attempt,
+        host,
+        request,
+      } => {
+        if no_script {
+          let again = Answer::Vote {
+            call: id,
+            attempt,
+            host,
+            request: request.clone(),
+          };
+          self.send(host, &request, again, true);
+          return;
+        }
+        let Some(mut call) = self.calls.remove(&id) else {
+          return;
+        };
+        if call.pausing || call.attempt != attempt || call.answered[host] {
+          self.calls.insert(id, call);
+          return;
+        }
+        let outcome = match outcome {
+          Outcome::Reply(reply) => Ok(reply),
+          Outcome::Refused(error) => Err(error),
+          Outcome::Lost { error, sent } => {
+            call.unsent[host] = !sent;
+            Err(error)
+          }
+        };
+        let outcome = self.mutex.engine().hosts()[host].observe(outcome);
+        let vote = match (&call.op, outcome) {
+          (_, Err(error)) => Vote::Failed(error),
+          (Op::Lock { .. }, Ok(Reply::Status(_))) => Vote::Yes(()),
+          (Op::Lock { .. }, Ok(Reply::Bulk(None))) => Vote::No(-1),
+          (_, Ok(Reply::Integer(1))) => Vote::Yes(()),
+          (_, Ok(Reply::Integer(_))) => Vote::No(-1),
+          (_, Ok(other)) => Vote::Failed(Error::new(
+            ErrorKind::Redis,
+            format!(
+              "{}: unexpected reply {other:?}",
+              self.mutex.engine().hosts()[host].label()
+            ),
+          )),
+        };
+        call.answered[host] = true;
+        call.tally.record(host, vote);
+        let decided = call.tally.decided();
+        self.calls.insert(id, call);
+        if decided {
+          self.finish(id);
+        }
+      }
+    }
+  }
+
+  fn finish(&mut self, id: u32) {
+    let Some(call) = self.calls.remove(&id) else {
+      return;
+    };
+    match call.op {
+      Op::Lock { .. } => self.finish_attempt(id, call),
+      Op::Unlock => {
+        let tally = call.tally;
+        let outcome = if tally.has_quorum() {
+          Ok(true)
+        } else if tally.refused() {
+          Ok(false)
+        } else {
+          Err(tally.failure())
+        };
+        self.settle_counted(id, outcome.map(Settled::Flag), |settled| {
+          matches!(settled, Settled::Flag(true)).then_some(Event::Unlocked)
+        });
+      }
+      Op::Extend => {
+        let tally = call.tally;
+        let ttl = Duration::from_millis(call.ttl_ms);
+        let drift = self.mutex.engine().options().drift_factor;
+        let settled = if tally.has_quorum() {
+          match quorum::validity(ttl, call.started.elapsed(), drift) {
+            Some(_) => Settled::Flag(true),
+            None => Settled::Failed(Error::new(
+              ErrorKind::ValidityExpired,
+              format!(
+                "'{}' was renewed, but no time was left on its {} ms ttl by the time a quorum answered",
+                call.keys.lock, call.ttl_ms
+              ),
+            )),
+          }
+        } else if tally.refused() {
+          Settled::Flag(false)
+        } else {
+          Settled::Failed(tally.failure())
+        };
+        self.settled.push((id, settled));
+      }
+    }
+  }
+
+  /// Decides one `lock` attempt: a lease, or the undo of what it took and then a retry or the
+  /// answer.
+  fn finish_attempt(&mut self, id: u32, mut call: Call) {
+    let engine = self.mutex.engine().clone();
+    let ttl = Duration::from_millis(call.ttl_ms);
+    let tally = std::mem::replace(&mut call.tally, Tally::new(0));
+    if tally.has_quorum() {
+      if let Some(left) =
+        quorum::validity(ttl, call.started.elapsed(), engine.options().drift_factor)
+      {
+        let Op::Lock { with_validity, .. } = call.op else {
+          unreachable!("a lock")
+        };
+        if engine.is_closed() {
+          // Taken while the client closed: nobody will release it, so do it now.
+          self.undo(&call, &tally, &vec![Wake::Waiters; tally.hosts]);
+          self.finish_lock(id, with_validity, Err(Error::closed()));
+        } else {
+          let lease = (call.token.to_string(), left.as_secs_f64() * 1000.0);
+          self.finish_lock(id, with_validity, Ok(Some(lease)));
+        }
+        return;
+      }
+    }
+    // Every host but those that refused may hold the attempt (or will: a late answer).
+    self.undo(&call, &tally, &undo_wakes(&tally));
+    let outcome: Result<()> = if tally.has_quorum() {
+      Err(Error::new(
+        ErrorKind::ValidityExpired,
+        format!(
+          "a quorum took '{}', but after {} ms no time was left on its {} ms ttl; it was released",
+          call.keys.lock,
+          call.started.elapsed().as_millis(),
+          call.ttl_ms
+        ),
+      ))
+    } else if tally.refused() {
+      Ok(())
+    } else {
+      Err(tally.failure())
+    };
+    let Op::Lock {
+      with_validity,
+      ref retry,
+      budget_end,
+    } = call.op
+    else {
+      unreachable!("a lock")
+    };
+    let pause = next_try(
+      engine.options(),
+      &call.keys.lock,
+      outcome.as_ref().map(|_| ()),
+      retry,
+      call.attempt,
+      budget_end,
+    );
+    match pause {
+      Some(pause) => {
+        self.settled.push((id, Settled::RetryAfter(pause)));
+        call.pausing = true;
+        self.calls.insert(id, call);
+      }
+      None => self.finish_lock(id, with_validity, outcome.map(|()| None)),
+    }
+  }
+
+  /// Releases the call's token on every host that did not refuse it (a host that has not
+  /// answered yet gets the release after its answer: one connection keeps the order).
+  fn undo(&mut self, call: &Call, tally: &Tally<()>, wakes: &[Wake]) {
+    for (host, &wake) in wakes.iter().enumerate() {
+      let refused = call.answered[host]
+        && !tally.failed_hosts.contains(&host)
+        && !tally.yes.iter().any(|(yes, _)| *yes == host);
+      if refused || call.unsent[host] {
+        continue;
+      }
+      let answer = Answer::Undo {
+        keys: call.keys.clone(),
+        token: call.token.clone(),
+        wake,
+        host,
+      };
+      self.send_release(host, &call.keys, &call.token, wake, answer, false);
+    }
+  }
+
+  fn finish_lock(&mut self, id: u32, with_validity: bool, outcome: Result<Option<(String, f64)>>) {
+    self.settle_counted(
+      id,
+      outcome.map(|lease| {
+        if with_validity {
+          Settled::Lease(lease)
+        } else {
+          Settled::Token(lease.map(|(token, _)| token))
+        }
+      }),
+      |settled| {
+        Some(match settled {
+          Settled::Lease(Some(_)) | Settled::Token(Some(_)) => Event::Locked,
+          _ => Event::Busy,
+        })
+      },
+    );
+  }
+
+  fn settle_counted(
+    &mut self,
+    id: u32,
+    outcome: Result<Settled>,
+    success: impl FnOnce(&Settled) -> Option<Event>,
+  ) {
+    self.mutex.engine().count(&outcome, success);
+    self
+      .settled
+      .push((id, outcome.unwrap_or_else(Settled::Failed)));
+  }
+
+  /// The client is closing: locks still being taken are released once their answers are in
+  /// (the release follows the request on each connection), and nothing is settled any more.
+  pub fn close(&mut self) {
+    let calls: Vec<Call> = self.calls.drain().map(|(_, call)| call).collect();
+    for call in calls {
+      if let Op::Lock { .. } = call.op {
+        let everywhere = Tally::new(call.answered.len());
+        let unanswered = Call {
+          answered: vec![false; call.answered.len()],
+          unsent: vec![false; call.answered.len()],
+          ..call
+        };
+        self.undo(
+          &unanswered,
+          &everywhere,
+          &vec![Wake::Waiters; everywhere.hosts],
+        );
+      }
+    }
+    self.settled.clear();
+  }
+
+  /// What the caller must do now.
+  pub fn turn(&mut self) -> Turn {
+    Turn {
+      actions: self.wire.actions(),
+      settled: std::mem::take(&mut self.settled),
+      next_deadline: self
+        .calls
+        .values()
+        .filter(|call| !call.pausing)
+        .map(|call| call.deadline)
+        .min(),
+      busy: self.calls.values().any(|call| !call.pausing),
+    }
+  }
+}
+
+fn script_call<'a>(full_script: bool, sha: &'a str, body: &'a str) -> (&'static [u8], &'a [u8]) {
+  if full_script {
+    (b"EVAL", body.as_bytes())
+  } else {
+    (b"EVALSHA", sha.as_bytes())
+  }
+}

@@ -1,0 +1,218 @@
+//! The core's socket-free `lock`, `unlock` and `extend` for `lib/direct.js`, which drives
+//! Node's own sockets: every method runs on the JavaScript thread and returns at once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use napi::bindgen_prelude::{Array, Buffer, Env};
+use napi_derive::napi;
+
+use super::completions::error_record;
+use super::{lock_arguments, to_js, Code, LockConfig};
+use relock_core::engine::host::Address;
+use relock_core::engine::wire::Action;
+use relock_core::mutex::direct::{Direct, Settled};
+use relock_core::{self as core, validate};
+
+/// Where JavaScript connects for one host: `host` and `port`, or a Unix socket `path`.
+#[napi(object)]
+pub struct SocketAddress {
+  pub host: Option<String>,
+  pub port: Option<u32>,
+  pub path: Option<String>,
+}
+
+#[napi]
+pub struct NativeDirect {
+  direct: Direct,
+  mutex: Arc<core::Mutex>,
+}
+
+impl NativeDirect {
+  pub fn new(mutex: Arc<core::Mutex>) -> Option<NativeDirect> {
+    Some(NativeDirect {
+      direct: Direct::new(mutex.clone())?,
+      mutex,
+    })
+  }
+}
+
+#[napi]
+impl NativeDirect {
+  /// How long a connect may take, in ms.
+  #[napi(getter)]
+  pub fn connect_timeout(&self) -> f64 {
+    self.mutex.engine().options().connect_timeout.as_secs_f64() * 1000.0
+  }
+
+  /// One address per host, in the client's order.
+  #[napi(getter)]
+  pub fn addresses(&self) -> Vec<SocketAddress> {
+    self
+      .mutex
+      .engine()
+      .hosts()
+      .iter()
+      .map(
+        |host| match host.endpoint().map(|endpoint| &endpoint.address) {
+          Some(Address::Tcp { host, port }) => SocketAddress {
+            host: Some(host.clone()),
+            port: Some(u32::from(*port)),
+            path: None,
+          },
+          Some(Address::Unix { path }) => SocketAddress {
+            host: None,
+            port: None,
+            path: Some(path.clone()),
+          },
+          None => unreachable!("a direct client has an address for every host"),
+        },
+      )
+      .collect()
+  }
+
+  #[napi]
+  pub fn lock(
+    &mut self,
+    id: u32,
+    key: String,
+    ttl: f64,
+    retry: Option<LockConfig>,
+    with_validity: bool,
+  ) -> napi::Result<(), Code> {
+    let (ttl_ms, retry) = lock_arguments(self.mutex.engine(), ttl, retry)?;
+    // The first call checks the hosts' run ids on the native runtime.
+    napi::bindgen_prelude::within_runtime_if_available(|| {
+      self.direct.lock(id, &key, ttl_ms, retry, with_validity)
+    });
+    Ok(())
+  }
+
+  #[napi]
+  pub fn retry(&mut self, id: u32) {
+    self.direct.retry(id);
+  }
+
+  #[napi]
+  pub fn unlock(&mut self, id: u32, key: String, token: String) {
+    self.direct.unlock(id, &key, &token);
+  }
+
+  #[napi]
+  pub fn extend(
+    &mut self,
+    id: u32,
+    key: String,
+    token: String,
+    ttl: f64,
+  ) -> napi::Result<(), Code> {
+    let ttl_ms = validate::lease("ttl", ttl).map_err(to_js)?;
+    self.direct.extend(id, &key, &token, ttl_ms);
+    Ok(())
+  }
+
+  #[napi]
+  pub fn connected(&mut self, host: u32) {
+    self.direct.connected(host as usize);
+  }
+
+  /// The socket to `host` closed or failed; `timed_out` when it was the connect that took too
+  /// long.
+  #[napi]
+  pub fn closed(&mut self, host: u32, message: String, timed_out: bool) {
+    let engine = self.mutex.engine();
+    let host_index = host as usize;
+    let label = engine.hosts()[host_index].label().to_owned();
+    let error = if timed_out {
+      engine.hosts()[host_index].timed_out()
+    } else {
+      core::Error::new(core::ErrorKind::Connection, format!("{label}: {message}"))
+    };
+    self.direct.closed(host_index, error);
+  }
+
+  /// Bytes read from `host`; true when the socket must be closed (not the Redis protocol, a
+  /// failed handshake).
+  #[napi]
+  pub fn received(&mut self, host: u32, bytes: Buffer) -> bool {
+    self.direct.received(host as usize, &bytes)
+  }
+
+  /// Fails what has had no answer within its time.
+  #[napi]
+  pub fn expire(&mut self) {
+    self.direct.expire(Instant::now());
+  }
+
+  #[napi]
+  pub fn close(&mut self) {
+    self.direct.close();
+  }
+
+  /// What to do now, as a flat array: the ms until the earliest call times out (-1 if none),
+  /// whether requests are unanswered, the number of socket actions, each as `host` and the
+  /// bytes to write (or null: connect), then settled calls as `[id, kind, value, extra]`
+  /// records (`kind` 1: done, `value` the result and `extra` a lease's validity; 0: failed,
+  /// `value` is `{ code, message, cause }`; 2: try again after `value` ms).
+  #[napi(ts_return_type = "Array<number | boolean | string | null | Buffer | object>")]
+  pub fn turn<'env>(&mut self, env: &'env Env) -> napi::Result<Array<'env>> {
+    let turn = self.direct.turn();
+    let size = 3 + turn.actions.len() * 2 + turn.settled.len() * 4;
+    let mut out = env.create_array(size as u32)?;
+    let next_deadline = turn.next_deadline.map_or(-1.0, |deadline| {
+      deadline
+        .saturating_duration_since(Instant::now())
+        .as_secs_f64()
+        * 1000.0
+    });
+    out.set(0, next_deadline)?;
+    out.set(1, turn.busy)?;
+    out.set(2, turn.actions.len() as u32)?;
+    let mut at = 3;
+    for action in turn.actions {
+      match action {
+        Action::Connect(host) => {
+          out.set(at, host as u32)?;
+          out.set(at + 1, Option::<Buffer>::None)?;
+        }
+        Action::Write(host, bytes) => {
+          out.set(at, host as u32)?;
+          out.set(at + 1, Buffer::from(bytes))?;
+        }
+      }
+      at += 2;
+    }
+    for (id, settled) in turn.settled {
+      out.set(at, id)?;
+      match settled {
+        Settled::Token(token) => {
+          out.set(at + 1, 1)?;
+          out.set(at + 2, token)?;
+        }
+        Settled::Lease(Some((token, validity))) => {
+          out.set(at + 1, 1)?;
+          out.set(at + 2, token)?;
+          out.set(at + 3, validity)?;
+        }
+        Settled::Lease(None) => {
+          out.set(at + 1, 1)?;
+          out.set(at + 2, Option::<String>::None)?;
+        }
+        Settled::Flag(flag) => {
+          out.set(at + 1, 1)?;
+          out.set(at + 2, flag)?;
+        }
+        Settled::Failed(error) => {
+          out.set(at + 1, 0)?;
+          out.set(at + 2, error_record(env, &error)?)?;
+        }
+        Settled::RetryAfter(pause) => {
+          out.set(at + 1, 2)?;
+          out.set(at + 2, pause.as_secs_f64() * 1000.0)?;
+        }
+      }
+      at += 4;
+    }
+    Ok(out)
+  }
+}
