@@ -1,6 +1,7 @@
 'use strict'
 
-// `lock`, `unlock` and `extend` on Node's own sockets, so that a call crosses no thread: the
+// `lock`, `unlock`, `extend`, an acquire's first attempt and a handle's release on Node's own
+// sockets, so that a call crosses no thread: the
 // native core turns calls into bytes and bytes into results synchronously (NativeDirect), and
 // this file only moves bytes between it and one socket per host, on the event loop. Requests
 // made in one turn of the event loop leave in one write per host; replies settle their promises
@@ -46,6 +47,18 @@ class DirectDriver {
 
   extend(id, key, token, ttl) {
     this.#native.extend(id, key, token, ttl)
+    this.#turnSoon()
+  }
+
+  // False when the wait belongs to the native client from the start.
+  acquire(id, key, config, onLost) {
+    const started = this.#native.acquire(id, key, config, onLost)
+    if (started) this.#turnSoon()
+    return started
+  }
+
+  release(id, lock) {
+    this.#native.release(id, lock)
     this.#turnSoon()
   }
 

@@ -92,6 +92,11 @@ class Redlock extends EventEmitter {
         reject(toRelockError(error))
         return
       }
+      if (handle === false) {
+        // Not started here (the direct first attempt of an acquire that must wait natively).
+        resolve(null)
+        return
+      }
       if (this.#calls.size === 0) clientsWithCallsInFlight.add(this)
       this.#calls.set(id, { resolve, reject })
       started?.(handle)
@@ -210,12 +215,15 @@ class Redlock extends EventEmitter {
       signal?.addEventListener('abort', cancel, { once: true })
       this.#metrics?.waitStarted()
       try {
-        const native = await this.#start('acquire', () => [key, config, onLostNative], (handle) => { request = handle })
+        // The first attempt on the event loop's sockets when the hosts allow it; a key that is
+        // not free is waited for by the native client.
+        const taken = this.#direct ? await this.#firstAttempt(key, config, onLostNative, signal) : null
+        const native = taken ?? (await this.#start('acquire', () => [key, config, onLostNative], (handle) => { request = handle }))
         this.#metrics?.waitEnded(key, 'acquired', performance.now() - waitStarted)
         hold = new Hold(native, this.#notify, {
           release: () => {
             this.#endHold(hold, 'released')
-            return this.#start('release', () => [native])
+            return this.#direct ? this.#startOn(this.#direct, 'release', () => [native]) : this.#start('release', () => [native])
           },
           extend: (ttl) => this.#start('extendHeld', () => [native, ttl]),
         })
@@ -233,6 +241,31 @@ class Redlock extends EventEmitter {
       } finally {
         signal?.removeEventListener('abort', cancel)
       }
+    })
+  }
+
+  // An acquire's first attempt on the event loop's sockets: a lock, or null when the key is
+  // not free (or the hosts need the native client). An abort rejects at once; a lock that the
+  // attempt takes after it is released again.
+  #firstAttempt(key, config, onLost, signal) {
+    const attempt = this.#startOn(this.#direct, 'acquire', () => [key, config, onLost])
+    if (!signal) return attempt
+    return new Promise((resolve, reject) => {
+      const abort = () => {
+        reject(abortError(signal))
+        attempt.then((native) => native && this.#startOn(this.#direct, 'release', () => [native])).catch(() => {})
+      }
+      signal.addEventListener('abort', abort, { once: true })
+      attempt.then(
+        (native) => {
+          signal.removeEventListener('abort', abort)
+          resolve(native)
+        },
+        (error) => {
+          signal.removeEventListener('abort', abort)
+          reject(error)
+        },
+      )
     })
   }
 

@@ -7,8 +7,13 @@ use std::time::Instant;
 use napi::bindgen_prelude::{Array, Buffer, Env};
 use napi_derive::napi;
 
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+
 use super::completions::error_record;
-use super::{lock_arguments, to_js, Code, LockConfig};
+use super::{
+  acquire_options, lock_arguments, to_js, AcquireConfig, Code, ErrorInfo, LockConfig, NativeLock,
+};
 use relock_core::engine::host::Address;
 use relock_core::engine::wire::Action;
 use relock_core::mutex::direct::{Direct, Settled};
@@ -111,6 +116,32 @@ impl NativeDirect {
     Ok(())
   }
 
+  /// The first attempt of `acquire`, when the hosts and options allow it here; false when the
+  /// wait belongs to the native client from the start. It settles with a lock, or with null:
+  /// the key was not free, and the wait goes on in the native client.
+  #[napi]
+  pub fn acquire(
+    &mut self,
+    id: u32,
+    key: String,
+    config: Option<AcquireConfig>,
+    on_lost: ThreadsafeFunction<ErrorInfo, (), ErrorInfo, Status, false, true>,
+  ) -> napi::Result<bool, Code> {
+    let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
+    let on_lost: core::LostCallback = Box::new(move |reason: &core::Error| {
+      on_lost.call(
+        ErrorInfo::from(reason),
+        ThreadsafeFunctionCallMode::NonBlocking,
+      );
+    });
+    Ok(self.direct.acquire(id, &key, options, on_lost))
+  }
+
+  #[napi]
+  pub fn release(&mut self, id: u32, lock: &NativeLock) {
+    self.direct.release(id, lock.held.clone());
+  }
+
   #[napi]
   pub fn connected(&mut self, host: u32) {
     self.direct.connected(host as usize);
@@ -120,6 +151,10 @@ impl NativeDirect {
   /// long.
   #[napi]
   pub fn closed(&mut self, host: u32, message: String, timed_out: bool) {
+    napi::bindgen_prelude::within_runtime_if_available(|| self.close_host(host, message, timed_out))
+  }
+
+  fn close_host(&mut self, host: u32, message: String, timed_out: bool) {
     let engine = self.mutex.engine();
     let host_index = host as usize;
     let label = engine.hosts()[host_index].label().to_owned();
@@ -135,13 +170,16 @@ impl NativeDirect {
   /// failed handshake).
   #[napi]
   pub fn received(&mut self, host: u32, bytes: Buffer) -> bool {
-    self.direct.received(host as usize, &bytes)
+    // A lock taken here starts its watchdog on the native runtime.
+    napi::bindgen_prelude::within_runtime_if_available(|| {
+      self.direct.received(host as usize, &bytes)
+    })
   }
 
   /// Fails what has had no answer within its time.
   #[napi]
   pub fn expire(&mut self) {
-    self.direct.expire(Instant::now());
+    napi::bindgen_prelude::within_runtime_if_available(|| self.direct.expire(Instant::now()));
   }
 
   #[napi]
@@ -152,7 +190,8 @@ impl NativeDirect {
   /// What to do now, as a flat array: the ms until the earliest call times out (-1 if none),
   /// whether requests are unanswered, the number of socket actions, each as `host` and the
   /// bytes to write (or null: connect), then settled calls as `[id, kind, value, extra]`
-  /// records (`kind` 1: done, `value` the result and `extra` a lease's validity; 0: failed,
+  /// records (`kind` 1: done, `value` the result (null from `acquire`: wait on the native
+  /// client) and `extra` a lease's validity; 0: failed,
   /// `value` is `{ code, message, cause }`; 2: try again after `value` ms).
   #[napi(ts_return_type = "Array<number | boolean | string | null | Buffer | object>")]
   pub fn turn<'env>(&mut self, env: &'env Env) -> napi::Result<Array<'env>> {
@@ -209,6 +248,14 @@ impl NativeDirect {
         Settled::RetryAfter(pause) => {
           out.set(at + 1, 2)?;
           out.set(at + 2, pause.as_secs_f64() * 1000.0)?;
+        }
+        Settled::Held(held) => {
+          out.set(at + 1, 1)?;
+          out.set(at + 2, NativeLock { held })?;
+        }
+        Settled::Wait => {
+          out.set(at + 1, 1)?;
+          out.set(at + 2, Option::<String>::None)?;
         }
       }
       at += 4;

@@ -26,6 +26,20 @@ pub trait Renewal: Send + Sync + 'static {
   fn release(&self) -> BoxFuture<'_, Result<bool>>;
 }
 
+/// How a release goes on after its first, synchronous part.
+pub enum Release {
+  Answered(Result<bool>),
+  /// Send the release to the hosts; then answer as this says.
+  Send(AfterRelease),
+}
+
+pub enum AfterRelease {
+  /// Answer with what the hosts said.
+  Answer,
+  /// The lease had run out: report its loss, whatever the hosts say.
+  Report(Error),
+}
+
 /// Renewal starts this long after the previous one, as a share of the ttl.
 const RENEW_EVERY: f64 = 1.0 / 3.0;
 /// After a failed renewal, the next try comes this soon (or sooner if the lease runs out).
@@ -207,37 +221,55 @@ impl HeldLock {
   /// Releases the lock. `Ok(true)`: released now; `Ok(false)`: it had been released before.
   /// A lost lock is reported as [`ErrorKind::LockLost`] (once; later calls answer `Ok(false)`).
   pub async fn release(&self) -> Result<bool> {
+    match self.begin_release() {
+      Release::Answered(answer) => answer,
+      Release::Send(after) => {
+        let released = self.hold.release().await;
+        self.finish_release(after, released)
+      }
+    }
+  }
+
+  /// The part of [`HeldLock::release`] before the request: either the answer, or the
+  /// request to send (the caller sends the release of this hold's key and token, then calls
+  /// [`HeldLock::finish_release`] with what the hosts answered).
+  pub fn begin_release(&self) -> Release {
     if !self.is_valid() && self.state.lock().expect("lock state").phase == Phase::Held {
       // The lease ran out and the guardian has not said so yet: say it now, so that the loss
       // is reported (signal, onLost) before the release answers, as it would have been a moment
       // later. The key is still released in case it is ours.
       let reason = self.lose(self.ran_out_error());
-      let _ = self.hold.release().await;
-      let mut state = self.state.lock().expect("lock state");
-      state.phase = Phase::Released;
-      return Err(reason);
+      self.state.lock().expect("lock state").phase = Phase::Released;
+      return Release::Send(AfterRelease::Report(reason));
     }
     {
       let mut state = self.state.lock().expect("lock state");
       match state.phase {
-        Phase::Released => return Ok(false),
+        Phase::Released => return Release::Answered(Ok(false)),
         Phase::Lost => {
           state.phase = Phase::Released;
-          return Err(state.lost.clone().expect("a lost lock has a reason"));
+          return Release::Answered(Err(state.lost.clone().expect("a lost lock has a reason")));
         }
         Phase::Held => state.phase = Phase::Released,
       }
     }
     self.released.cancel();
     drop(self.on_lost.lock().expect("lost callback").take());
-    self.engine.ensure_open()?;
-    match self.hold.release().await {
-      Ok(true) => {
+    match self.engine.ensure_open() {
+      Ok(()) => Release::Send(AfterRelease::Answer),
+      Err(closed) => Release::Answered(Err(closed)),
+    }
+  }
+
+  pub fn finish_release(&self, after: AfterRelease, released: Result<bool>) -> Result<bool> {
+    match (after, released) {
+      (AfterRelease::Report(reason), _) => Err(reason),
+      (AfterRelease::Answer, Ok(true)) => {
         self.engine.stats().record(Event::Released);
         Ok(true)
       }
-      Ok(false) => Err(self.not_held_error()),
-      Err(error) => Err(error),
+      (AfterRelease::Answer, Ok(false)) => Err(self.not_held_error()),
+      (AfterRelease::Answer, Err(error)) => Err(error),
     }
   }
 

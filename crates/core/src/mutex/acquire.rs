@@ -42,7 +42,7 @@ pub struct AcquireOptions {
 impl AcquireOptions {
   /// The lease a lock is taken with: its ttl, but never longer than `max_hold`, so that the
   /// lock cannot outlive its cap in Redis.
-  fn lease_ms(&self) -> u64 {
+  pub(super) fn lease_ms(&self) -> u64 {
     match self.max_hold {
       Some(hold) => self.ttl_ms.min((hold.as_millis() as u64).max(1)),
       None => self.ttl_ms,
@@ -844,11 +844,11 @@ async fn released_or(
 }
 
 /// A mutex lock held through a handle, as the watchdog renews and releases it.
-struct MutexHold {
-  mutex: Arc<Mutex>,
+pub(super) struct MutexHold {
+  pub(super) mutex: Arc<Mutex>,
   /// The key as stored in Redis (with the client's prefix).
-  key: String,
-  token: String,
+  pub(super) key: String,
+  pub(super) token: String,
 }
 
 impl Renewal for MutexHold {

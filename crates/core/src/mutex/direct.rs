@@ -1,4 +1,5 @@
-//! `lock`, `unlock` and `extend` for a caller that owns the sockets (Node's own, on its event
+//! `lock`, `unlock`, `extend`, and the first attempt of `acquire` and the release of its
+//! handle, for a caller that owns the sockets (Node's own, on its event
 //! loop), so that a call crosses no thread: the caller hands in calls and what its sockets did,
 //! and takes out bytes to write, sockets to open and settled calls. No thread, timer or I/O
 //! here. The decisions are the mutex's own (`next_try`, `undo_wakes`, quorum and validity);
@@ -8,12 +9,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::keys::{LockKeys, Wake, EXTEND, EXTEND_LUA, FAIR_LIVENESS, RELEASE, RELEASE_LUA};
+use super::acquire::{AcquireOptions, MutexHold};
+use super::keys::{
+  LockKeys, Wake, ACQUIRE, ACQUIRE_LUA, EXTEND, EXTEND_LUA, FAIR_LIVENESS, RELEASE, RELEASE_LUA,
+};
 use super::{next_try, undo_wakes, Mutex};
 use crate::engine::new_token;
 use crate::engine::quorum::{self, Tally, Vote};
 use crate::engine::resp::Reply;
 use crate::engine::stats::Event;
+use crate::engine::watchdog::{AfterRelease, Grant, HeldLock, LostCallback, Release};
 use crate::engine::wire::{Action, Outcome, Wire};
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::RetryPolicy;
@@ -27,6 +32,9 @@ pub enum Settled {
   Flag(bool),
   Failed(Error),
   RetryAfter(Duration),
+  Held(Arc<HeldLock>),
+  /// The first attempt of an `acquire` did not take the lock: wait on the native path.
+  Wait,
 }
 
 /// One attempt's request, as sent to every host (and sent again, in full, to a host that lost
@@ -41,6 +49,7 @@ struct Request {
 #[derive(Clone, Copy)]
 enum Command {
   Set,
+  Acquire,
   Release,
   Extend,
 }
@@ -71,6 +80,16 @@ enum Op {
   },
   Unlock,
   Extend,
+  Acquire {
+    options: AcquireOptions,
+    /// The key as the caller named it.
+    name: String,
+    on_lost: Option<LostCallback>,
+  },
+  Release {
+    held: Arc<HeldLock>,
+    after: AfterRelease,
+  },
 }
 
 struct Call {
@@ -86,6 +105,8 @@ struct Call {
   answered: Vec<bool>,
   /// Hosts whose connection failed before the request was written: it cannot have run.
   unsent: Vec<bool>,
+  /// The fencing number the host granted with (an `acquire`).
+  fence: i64,
   /// Between a `lock` attempt and the next, while the caller waits out the pause.
   pausing: bool,
 }
@@ -97,6 +118,7 @@ pub struct Direct {
   settled: Vec<(u32, Settled)>,
   release_sha: String,
   extend_sha: String,
+  acquire_sha: String,
 }
 
 /// What the caller must do after an event.
@@ -129,12 +151,14 @@ impl Direct {
         &[
           &[b"SCRIPT", b"LOAD", RELEASE_LUA.as_bytes()],
           &[b"SCRIPT", b"LOAD", EXTEND_LUA.as_bytes()],
+          &[b"SCRIPT", b"LOAD", ACQUIRE_LUA.as_bytes()],
         ],
       ),
       calls: HashMap::new(),
       settled: Vec::new(),
       release_sha: RELEASE.get_hash().to_owned(),
       extend_sha: EXTEND.get_hash().to_owned(),
+      acquire_sha: ACQUIRE.get_hash().to_owned(),
       mutex,
     })
   }
@@ -204,6 +228,51 @@ impl Direct {
     self.start(id, Op::Extend, keys, Arc::from(token), ttl_ms);
   }
 
+  /// The first attempt of a plain `acquire` on a single host, when it is one: `false` when
+  /// the wait belongs to the native path from the start (fair, several hosts, a single try).
+  pub fn acquire(
+    &mut self,
+    id: u32,
+    key: &str,
+    options: AcquireOptions,
+    on_lost: LostCallback,
+  ) -> bool {
+    let engine = self.mutex.engine();
+    if options.fair || engine.hosts().len() != 1 || options.wait == Some(Duration::ZERO) {
+      return false;
+    }
+    if validate::key(key).is_err() || engine.ensure_open().is_err() {
+      return false;
+    }
+    let keys = LockKeys::new(&engine.redis_key(key));
+    let lease_ms = options.lease_ms();
+    let op = Op::Acquire {
+      options,
+      name: key.to_owned(),
+      on_lost: Some(on_lost),
+    };
+    self.start(id, op, keys, Arc::from(new_token()), lease_ms);
+    true
+  }
+
+  /// Releases a lock held through a handle.
+  pub fn release(&mut self, id: u32, held: Arc<HeldLock>) {
+    match held.begin_release() {
+      Release::Answered(answer) => {
+        let settled = match answer {
+          Ok(flag) => Settled::Flag(flag),
+          Err(error) => Settled::Failed(error),
+        };
+        self.settled.push((id, settled));
+      }
+      Release::Send(after) => {
+        let keys = LockKeys::new(&self.mutex.engine().redis_key(held.key()));
+        let token: Arc<str> = Arc::from(held.token());
+        self.start(id, Op::Release { held, after }, keys, token, 0);
+      }
+    }
+  }
+
   fn start(&mut self, id: u32, op: Op, keys: LockKeys, token: Arc<str>, ttl_ms: u64) {
     let hosts = self.mutex.engine().hosts().len();
     let call = Call {
@@ -217,6 +286,7 @@ impl Direct {
       tally: Tally::new(hosts),
       answered: vec![false; hosts],
       unsent: vec![false; hosts],
+      fence: 0,
       pausing: false,
     };
     self.begin(id, call);
@@ -243,7 +313,8 @@ impl Direct {
     let request = Arc::new(Request {
       command: match call.op {
         Op::Lock { .. } => Command::Set,
-        Op::Unlock => Command::Release,
+        Op::Acquire { .. } => Command::Acquire,
+        Op::Unlock | Op::Release { .. } => Command::Release,
         Op::Extend => Command::Extend,
       },
       keys: call.keys.clone(),
@@ -276,6 +347,23 @@ impl Direct {
             request.token.as_bytes(),
             b"NX",
             b"PX",
+            ttl.as_bytes(),
+          ],
+          answer,
+        );
+      }
+      Command::Acquire => {
+        let ttl = request.ttl_ms.to_string();
+        let (command, script) = script_call(full_script, &self.acquire_sha, ACQUIRE_LUA);
+        self.wire.send(
+          host,
+          &[
+            command,
+            script,
+            b"2",
+            keys.lock.as_bytes(),
+            keys.fence.as_bytes(),
+            request.token.as_bytes(),
             ttl.as_bytes(),
           ],
           answer,
@@ -444,6 +532,16 @@ impl Direct {
         let outcome = self.mutex.engine().hosts()[host].observe(outcome);
         let vote = match (&call.op, outcome) {
           (_, Err(error)) => Vote::Failed(error),
+          (Op::Acquire { .. }, Ok(Reply::Array(Some(items)))) => {
+            match (items.first(), items.get(1)) {
+              (Some(Reply::Integer(1)), Some(Reply::Integer(fence))) => {
+                call.fence = *fence;
+                Vote::Yes(())
+              }
+              (_, Some(Reply::Integer(ttl))) => Vote::No(*ttl),
+              _ => Vote::No(-1),
+            }
+          }
           (Op::Lock { .. }, Ok(Reply::Status(_))) => Vote::Yes(()),
           (Op::Lock { .. }, Ok(Reply::Bulk(None))) => Vote::No(-1),
           (_, Ok(Reply::Integer(1))) => Vote::Yes(()),
@@ -473,6 +571,22 @@ impl Direct {
     };
     match call.op {
       Op::Lock { .. } => self.finish_attempt(id, call),
+      Op::Acquire { .. } => self.finish_acquire(id, call),
+      Op::Release { held, after } => {
+        let tally = call.tally;
+        let released = if tally.has_quorum() {
+          Ok(true)
+        } else if tally.refused() {
+          Ok(false)
+        } else {
+          Err(tally.failure())
+        };
+        let settled = match held.finish_release(after, released) {
+          Ok(flag) => Settled::Flag(flag),
+          Err(error) => Settled::Failed(error),
+        };
+        self.settled.push((id, settled));
+      }
       Op::Unlock => {
         let tally = call.tally;
         let outcome = if tally.has_quorum() {
@@ -516,8 +630,7 @@ impl Direct {
   fn finish_attempt(&mut self, id: u32, mut call: Call) {
     let engine = self.mutex.engine().clone();
     let ttl = Duration::from_millis(call.ttl_ms);
-    let tally = std::mem::replace(&mut call.tally, Tally::new(0));
-    if tally.has_quorum() {
+    if call.tally.has_quorum() {
       if let Some(left) =
         quorum::validity(ttl, call.started.elapsed(), engine.options().drift_factor)
       {
@@ -526,7 +639,7 @@ impl Direct {
         };
         if engine.is_closed() {
           // Taken while the client closed: nobody will release it, so do it now.
-          self.undo(&call, &tally, &vec![Wake::Waiters; tally.hosts]);
+          self.undo_after(&call, &vec![Wake::Waiters; call.tally.hosts]);
           self.finish_lock(id, with_validity, Err(Error::closed()));
         } else {
           let lease = (call.token.to_string(), left.as_secs_f64() * 1000.0);
@@ -536,7 +649,8 @@ impl Direct {
       }
     }
     // Every host but those that refused may hold the attempt (or will: a late answer).
-    self.undo(&call, &tally, &undo_wakes(&tally));
+    self.undo_after(&call, &undo_wakes(&call.tally));
+    let tally = std::mem::replace(&mut call.tally, Tally::new(0));
     let outcome: Result<()> = if tally.has_quorum() {
       Err(Error::new(
         ErrorKind::ValidityExpired,
@@ -578,14 +692,70 @@ impl Direct {
     }
   }
 
-  /// Releases the call's token on every host that did not refuse it (a host that has not
-  /// answered yet gets the release after its answer: one connection keeps the order).
-  fn undo(&mut self, call: &Call, tally: &Tally<()>, wakes: &[Wake]) {
+  /// Takes the lock if the first attempt finds it free; otherwise undoes what the attempt may
+  /// have left and hands the wait to the native path.
+  fn finish_acquire(&mut self, id: u32, call: Call) {
+    let engine = self.mutex.engine().clone();
+    let Op::Acquire {
+      options,
+      name,
+      on_lost,
+    } = call.op
+    else {
+      unreachable!("an acquire")
+    };
+    let lease_ms = options.lease_ms();
+    let tally = &call.tally;
+    let left = quorum::validity(
+      Duration::from_millis(lease_ms),
+      call.started.elapsed(),
+      engine.options().drift_factor,
+    );
+    let (Some(left), Some(on_lost), true, false) =
+      (left, on_lost, tally.has_quorum(), engine.is_closed())
+    else {
+      let wakes = undo_wakes(tally);
+      let unanswered = Call {
+        op: Op::Unlock,
+        ..call
+      };
+      self.undo_after(&unanswered, &wakes);
+      self.settled.push((id, Settled::Wait));
+      return;
+    };
+    let grant = Grant {
+      token: call.token.to_string(),
+      fence: call.fence,
+      ttl_ms: options.ttl_ms,
+      valid_until: Instant::now() + left,
+      watchdog: options.watchdog,
+      max_hold: options.max_hold,
+    };
+    let hold = Box::new(MutexHold {
+      mutex: self.mutex.clone(),
+      key: call.keys.lock.clone(),
+      token: call.token.to_string(),
+    });
+    engine.stats().record(Event::Acquired);
+    let held = HeldLock::start(engine, hold, grant, name, on_lost);
+    self.settled.push((id, Settled::Held(held)));
+  }
+
+  /// Undoes a call's attempt on every host that did not refuse it, by the call's own tally (a
+  /// host that has not answered yet gets the release after its answer: one connection keeps
+  /// the order).
+  fn undo_after(&mut self, call: &Call, wakes: &[Wake]) {
+    let tally = &call.tally;
+    let skip: Vec<bool> = (0..wakes.len())
+      .map(|host| {
+        let refused = call.answered[host]
+          && !tally.failed_hosts.contains(&host)
+          && !tally.yes.iter().any(|(yes, _)| *yes == host);
+        refused || call.unsent[host]
+      })
+      .collect();
     for (host, &wake) in wakes.iter().enumerate() {
-      let refused = call.answered[host]
-        && !tally.failed_hosts.contains(&host)
-        && !tally.yes.iter().any(|(yes, _)| *yes == host);
-      if refused || call.unsent[host] {
+      if skip[host] {
         continue;
       }
       let answer = Answer::Undo {
@@ -634,18 +804,15 @@ impl Direct {
   pub fn close(&mut self) {
     let calls: Vec<Call> = self.calls.drain().map(|(_, call)| call).collect();
     for call in calls {
-      if let Op::Lock { .. } = call.op {
-        let everywhere = Tally::new(call.answered.len());
+      if let Op::Lock { .. } | Op::Acquire { .. } = call.op {
+        let hosts = call.answered.len();
         let unanswered = Call {
-          answered: vec![false; call.answered.len()],
-          unsent: vec![false; call.answered.len()],
+          answered: vec![false; hosts],
+          unsent: vec![false; hosts],
+          tally: Tally::new(hosts),
           ..call
         };
-        self.undo(
-          &unanswered,
-          &everywhere,
-          &vec![Wake::Waiters; everywhere.hosts],
-        );
+        self.undo_after(&unanswered, &vec![Wake::Waiters; hosts]);
       }
     }
     self.settled.clear();

@@ -12,8 +12,8 @@ use redis::Script;
 use crate::engine::host::Host;
 use crate::error::Result;
 
-pub static ACQUIRE: LazyLock<Script> =
-  LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
+pub const ACQUIRE_LUA: &str = include_str!("scripts/acquire.lua");
+pub static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(ACQUIRE_LUA));
 pub static ACQUIRE_FAIR: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/acquire_fair.lua")));
 pub const EXTEND_LUA: &str = include_str!("scripts/extend.lua");
