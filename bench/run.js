@@ -13,6 +13,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const Redis = require('ioredis')
+const { startDelayProxy } = require('./lib/delay-proxy')
 const { startServers, stopAll: stopAllServers, version: redisServerVersion } = require('../tools/redis-server')
 const { availableVariants, libraryVersions } = require('./lib/libraries')
 const { progress } = require('./lib/rounds')
@@ -23,7 +24,7 @@ const { runCeiling } = require('./scenarios/ceiling')
 const { runMemory } = require('./scenarios/memory')
 
 const RESULTS_DIR = path.join(__dirname, 'results')
-const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6]
+const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7]
 
 // Sized so that the full run stays under 10 minutes on a 2-core machine.
 const FULL = {
@@ -68,7 +69,7 @@ function parseFlags(argv) {
     else if (flag === '--only') {
       flags.only = String(argv[++i]).split(',').map((part) => positiveInteger(flag, part))
       const unknown = flags.only.filter((scenario) => !ALL_SCENARIOS.includes(scenario))
-      if (unknown.length) throw new Error(`--only: no scenario ${unknown.join(', ')}; there are 1 to 6\n${USAGE}`)
+      if (unknown.length) throw new Error(`--only: no scenario ${unknown.join(', ')}; there are 1 to 7\n${USAGE}`)
     } else throw new Error(`unknown flag ${flag}\n${USAGE}`)
   }
   return flags
@@ -155,6 +156,22 @@ async function runScenarios(only, settings, hosts, variants) {
     }
     if (only.includes(5)) {
       results.s5 = await runCeiling({ host: hosts[0], rounds, requests: settings.benchmarkRequests, durationMs: settings.singleHostDurationMs, warmupMs })
+    }
+    if (only.includes(7)) {
+      results.s7 = { tables: [] }
+      for (const delayMs of [0.25, 1]) {
+        const proxy = await startDelayProxy(hosts[0], delayMs)
+        try {
+          const distant = [{ url: proxy.url, port: proxy.port }]
+          const note = `Every chunk is held ${delayMs} ms in each direction by a proxy (bench/lib/delay-proxy.js).`
+          for (const loops of [1, 64]) {
+            const table = await runThroughputTable({ id: `s7-${delayMs}-${loops}`, title: `${delayMs} ms each way, ${loops === 1 ? '1 loop' : `${loops} loops`}`, hosts: distant, loops, variants, rounds, durationMs: settings.singleHostDurationMs, warmupMs, flushHosts, note })
+            results.s7.tables.push(table)
+          }
+        } finally {
+          proxy.stop()
+        }
+      }
     }
     if (only.includes(6)) {
       results.s6 = await runMemory({ host: hosts[0], rounds, cycles: settings.memoryCycles, warmupCycles: settings.memoryWarmupCycles, loops: settings.memoryLoops, runningWorkers })

@@ -24,7 +24,9 @@ class Hold {
     this.count = 1
     // 'held', then 'releasing' once its release began, then 'ended'.
     this.state = 'held'
-    this.controller = new AbortController()
+    // The AbortController behind `signal` is made only when someone asks for the signal.
+    this.controller = null
+    this.abortReason = undefined
     this.acquiredAt = performance.now()
   }
 
@@ -36,7 +38,7 @@ class Hold {
     this.state = 'releasing'
     const others = this.count - 1
     if (others > 0) {
-      this.controller.abort(new RelockError('ERR_RELOCK_LOCK_LOST', `'${this.native.key}' was released by its outermost using while ${others} nested hold${others > 1 ? 's were' : ' was'} still active`))
+      this.abort(new RelockError('ERR_RELOCK_LOCK_LOST', `'${this.native.key}' was released by its outermost using while ${others} nested hold${others > 1 ? 's were' : ' was'} still active`))
     }
     try {
       const released = await this.release()
@@ -45,6 +47,21 @@ class Hold {
     } finally {
       this.state = 'ended'
     }
+  }
+
+  get signal() {
+    if (!this.controller) {
+      this.controller = new AbortController()
+      if (this.abortReason !== undefined) this.controller.abort(this.abortReason)
+    }
+    return this.controller.signal
+  }
+
+  // Ends the hold's signal (once) with `reason`.
+  abort(reason) {
+    if (this.abortReason !== undefined) return
+    this.abortReason = reason
+    this.controller?.abort(reason)
   }
 
   // Why this hold cannot be re-entered, or null if it can.
@@ -89,7 +106,7 @@ class Lock {
 
   /** Aborts, with a RelockError as its reason, when the lock is lost. */
   get signal() {
-    return this.#hold.controller.signal
+    return this.#hold.signal
   }
 
   /** True while held and within its lease; answered from native state, no round trip. */

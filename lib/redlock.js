@@ -200,7 +200,7 @@ class Redlock extends EventEmitter {
         const reason = errorFromRecord(info)
         if (hold) {
           this.#endHold(hold, 'lost')
-          hold.controller.abort(reason)
+          hold.abort(reason)
           this.#notify('lost', { key, fence: hold.native.fence, error: reason })
         }
         if (onLost) {
@@ -230,7 +230,7 @@ class Redlock extends EventEmitter {
         this.#holds.add(hold)
         this.#notify('acquired', { key, fence: native.fence, waitedMs: performance.now() - waitStarted })
         const lost = native.lostReason
-        if (lost) hold.controller.abort(errorFromRecord(lost))
+        if (lost) hold.abort(errorFromRecord(lost))
         return new Lock(hold)
       } catch (error) {
         const relockError = toRelockError(error)
@@ -290,7 +290,7 @@ class Redlock extends EventEmitter {
     // its outermost using ended meanwhile rejects with the reason its signal got.
     const finish = outermost
       ? () => call(() => hold.end())
-      : () => (hold.state !== 'held' && hold.controller.signal.aborted ? Promise.reject(hold.controller.signal.reason) : lock.release())
+      : () => (hold.state !== 'held' && hold.abortReason !== undefined ? Promise.reject(hold.abortReason) : lock.release())
     let result
     try {
       result = await heldInChain.run(chain, () => fn(lock))
@@ -361,7 +361,7 @@ class Redlock extends EventEmitter {
       this.#endHold(hold, 'closed')
       const { key, fence } = hold.native
       hold.state = 'ended'
-      hold.controller.abort(new RelockError('ERR_RELOCK_CLOSED', `the client was closed while holding '${key}'`))
+      hold.abort(new RelockError('ERR_RELOCK_CLOSED', `the client was closed while holding '${key}'`))
       this.#notify('released', { key, fence, heldMs: performance.now() - hold.acquiredAt, closed: true })
     }
     this.#holds.clear()

@@ -40,7 +40,7 @@ function scenario2VersusCeiling(results) {
 }
 
 function addComparisons(results) {
-  for (const table of [results.s1, results.s2, ...(results.s3?.tables ?? [])]) {
+  for (const table of [results.s1, results.s2, ...(results.s3?.tables ?? []), ...(results.s7?.tables ?? [])]) {
     if (table) compareWithBestPeer(table, 'cyclesPerSecond')
   }
   if (results.s4) compareWithBestPeer(results.s4, 'acquisitionsPerSecond')
@@ -90,6 +90,7 @@ function throughputSection(table) {
     cell(row, 'cyclesPerSecond', integer),
     cell(row, 'p50Us', integer),
     cell(row, 'p99Us', integer),
+    cell(row, 'cpuUsPerCycle', decimals(1)),
     ratioCell(row, table),
   ])
   const loops = table.loops === 1 ? '1 loop' : `${table.loops} concurrent loops`
@@ -97,9 +98,9 @@ function throughputSection(table) {
   return [
     `### ${table.title}`,
     '',
-    `${hosts}, ${loops}, a fresh key each cycle, ${table.durationMs / 1000} s per run. Latency is one lock + unlock cycle.`,
+    `${hosts}, ${loops}, a fresh key each cycle, ${table.durationMs / 1000} s per run. Latency is one lock + unlock cycle; CPU is this process's (every thread) per cycle.${table.note ? ` ${table.note}` : ''}`,
     '',
-    markdownTable(['library / mode', 'cycles/s', 'p50 µs', 'p99 µs', 'cycles/s × best peer'], rows),
+    markdownTable(['library / mode', 'cycles/s', 'p50 µs', 'p99 µs', 'CPU µs/cycle', 'cycles/s × best peer'], rows),
     errorNotes(table.rows),
   ].join('\n')
 }
@@ -215,6 +216,7 @@ function renderMarkdown(results) {
   if (results.s1) sections.push('## 1. Sequential lock + unlock', throughputSection(results.s1))
   if (results.s2) sections.push('## 2. 64 concurrent lock + unlock loops', throughputSection(results.s2))
   if (results.s3) sections.push('## 3. Redlock over 3 and 5 hosts', ...results.s3.tables.map(throughputSection))
+  if (results.s7) sections.push('## 7. At network distance (a proxy delays each chunk, each way)', ...results.s7.tables.map(throughputSection))
   if (results.s4) sections.push('## 4. Contention across processes', contentionSection(results.s4))
   if (results.s5) sections.push('## 5. The ceiling', ceilingSection(results.s5))
   if (results.s6) sections.push('## 6. Memory', memorySection(results.s6))

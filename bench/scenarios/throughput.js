@@ -43,11 +43,15 @@ async function measureVariant(variant, { hosts, loops, durationMs, warmupMs, flu
   const locker = await variant.create({ urls: hosts.map((host) => host.url) })
   try {
     await runLoops(locker, { loops, durationMs: warmupMs, keyPrefix: `${keyPrefix}:warmup` })
+    // CPU of this whole process (every thread: relock's native runtime counts too).
+    const cpuBefore = process.cpuUsage()
     const { latencies, elapsedMs } = await runLoops(locker, { loops, durationMs, keyPrefix })
+    const cpu = process.cpuUsage(cpuBefore)
     const sorted = sortedCopy(latencies)
     return {
       cycles: sorted.length,
       cyclesPerSecond: (sorted.length / elapsedMs) * 1000,
+      cpuUsPerCycle: (cpu.user + cpu.system) / sorted.length,
       p50Us: percentileOfSorted(sorted, 0.5) * 1000,
       p99Us: percentileOfSorted(sorted, 0.99) * 1000,
     }
@@ -58,7 +62,7 @@ async function measureVariant(variant, { hosts, loops, durationMs, warmupMs, flu
 }
 
 // One table: every variant that fits the host count, over `rounds` rounds.
-async function runThroughputTable({ id, title, hosts, loops, variants, rounds, durationMs, warmupMs, flushHosts }) {
+async function runThroughputTable({ id, title, hosts, loops, variants, rounds, durationMs, warmupMs, flushHosts, note }) {
   const contenders = variants
     .filter((variant) => variant.throughput && (hosts.length === 1 || variant.multiHost))
     .map((variant) => ({ name: rowName(variant, hosts.length), isRelock: variant.isRelock, variant }))
@@ -69,7 +73,7 @@ async function runThroughputTable({ id, title, hosts, loops, variants, rounds, d
     rounds,
     measure: (contender) => measureVariant(contender.variant, { hosts, loops, durationMs, warmupMs, flushHosts, keyPrefix: `bench:${id}:${measurement++}` }),
   })
-  return { id, title, hosts: hosts.length, loops, durationMs, rows }
+  return { id, title, hosts: hosts.length, loops, durationMs, rows, note }
 }
 
 module.exports = { runThroughputTable }

@@ -34,6 +34,7 @@ pub struct Engine {
   /// Set once the hosts turn out not to be independent (two URLs that reach one server).
   misconfigured: Arc<std::sync::OnceLock<Error>>,
   hosts_checked: std::sync::atomic::AtomicBool,
+  watchlist: Arc<watchdog::Watchlist>,
 }
 
 impl Engine {
@@ -77,6 +78,7 @@ impl Engine {
       stats: Stats::default(),
       misconfigured: Arc::default(),
       hosts_checked: std::sync::atomic::AtomicBool::new(false),
+      watchlist: Arc::default(),
     })
   }
 
@@ -107,6 +109,15 @@ impl Engine {
     self.closed.cancel();
     self.guardians.close();
     self.guardians.wait().await;
+  }
+
+  /// The held locks whose guardians have not started yet.
+  pub fn watchlist(&self) -> &watchdog::Watchlist {
+    &self.watchlist
+  }
+
+  fn watchlist_handle(&self) -> Arc<watchdog::Watchlist> {
+    self.watchlist.clone()
   }
 
   pub fn stats(&self) -> &Stats {

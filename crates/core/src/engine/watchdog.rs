@@ -1,6 +1,8 @@
 //! A hold kept through a handle, for any primitive: its lease, the watchdog that renews it,
 //! and the loud report when it is lost. A primitive plugs in through [`Renewal`].
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,6 +77,10 @@ pub struct HeldLock {
   state: Mutex<State>,
   changed: Notify,
   released: CancellationToken,
+  /// Whether the guardian task runs; until it must, the hold waits on the engine's watchlist.
+  guarded: AtomicBool,
+  /// The hold's place on the watchlist.
+  watched: (Instant, u64),
   /// Taken when the lock ends (released or lost): the callback may hold a JavaScript function
   /// that refers back to this lock's handle, and holding it longer would keep both alive.
   on_lost: Mutex<Option<LostCallback>>,
@@ -112,6 +118,11 @@ impl HeldLock {
     // maxHold counts from the grant; the lease was taken no longer than maxHold (see
     // `AcquireOptions::lease_ms`), so it cannot outlast the cap either.
     let acquired_at = Instant::now();
+    let watchlist = engine.watchlist();
+    let watched = (
+      first_step(&grant, acquired_at),
+      watchlist.next_place.fetch_add(1, Ordering::Relaxed),
+    );
     let held = Arc::new(HeldLock {
       name,
       hold,
@@ -128,11 +139,21 @@ impl HeldLock {
       }),
       changed: Notify::new(),
       released: CancellationToken::new(),
+      guarded: AtomicBool::new(false),
+      watched,
       on_lost: Mutex::new(Some(on_lost)),
       engine: engine.clone(),
     });
-    engine.track(guard(held.clone()));
+    watchlist.watch(&engine, held.clone());
     held
+  }
+
+  /// Starts the guardian task now, if it does not run yet.
+  fn guard_now(self: &Arc<Self>) {
+    if !self.guarded.swap(true, Ordering::AcqRel) {
+      self.engine.watchlist().forget(self.watched);
+      self.engine.track(guard(self.clone()));
+    }
   }
 
   /// The key as the caller named it.
@@ -171,8 +192,10 @@ impl HeldLock {
 
   /// Renews the lease to `ttl_ms` now; later watchdog renewals use the new ttl too.
   /// Never past `maxHold`: the new lease is cut to what is left of it.
-  pub async fn extend(&self, ttl_ms: u64) -> Result<()> {
+  pub async fn extend(self: &Arc<Self>, ttl_ms: u64) -> Result<()> {
     self.ensure_held()?;
+    // The lease may get shorter than the watchlist expects: the guardian watches it from now.
+    self.guard_now();
     let lease_ms = match self.hold_until {
       Some(until) => {
         let left = until.saturating_duration_since(Instant::now()).as_millis() as u64;
@@ -253,6 +276,7 @@ impl HeldLock {
         Phase::Held => state.phase = Phase::Released,
       }
     }
+    self.engine.watchlist().forget(self.watched);
     self.released.cancel();
     drop(self.on_lost.lock().expect("lost callback").take());
     match self.engine.ensure_open() {
@@ -304,6 +328,7 @@ impl HeldLock {
     state.phase = Phase::Lost;
     state.lost = Some(reason.clone());
     drop(state);
+    self.engine.watchlist().forget(self.watched);
     self.released.cancel();
     let on_lost = self.on_lost.lock().expect("lost callback").take();
     if reason.kind() == ErrorKind::Closed {
@@ -522,5 +547,93 @@ async fn end_at_close(held: &HeldLock) {
   );
   if held.lose(reason).kind() == ErrorKind::Closed {
     let _ = held.hold.release().await;
+  }
+}
+
+/// When a new hold's guardian must first act: its first renewal, or the end of its lease.
+fn first_step(grant: &Grant, acquired_at: Instant) -> Instant {
+  let lease_end = grant.valid_until;
+  if !grant.watchdog {
+    return lease_end;
+  }
+  let renewal = lease_end
+    .checked_sub(Duration::from_millis(grant.ttl_ms).mul_f64(1.0 - RENEW_EVERY))
+    .unwrap_or(acquired_at);
+  renewal.min(lease_end)
+}
+
+/// Holds whose guardian task has not started yet, by when it must: most holds are released
+/// long before their first renewal, and a hold that never needs its guardian costs no task and
+/// wakes none of the runtime's threads. One watcher task (running only while holds wait here)
+/// starts each guardian when it is due, and every one when the client closes.
+#[derive(Default)]
+pub struct Watchlist {
+  state: Mutex<Watching>,
+  wake: Notify,
+  next_place: AtomicU64,
+}
+
+#[derive(Default)]
+struct Watching {
+  due: BTreeMap<(Instant, u64), Arc<HeldLock>>,
+  watcher_runs: bool,
+}
+
+impl Watchlist {
+  fn watch(&self, engine: &Arc<Engine>, held: Arc<HeldLock>) {
+    let place = held.watched;
+    let mut state = self.state.lock().expect("watchlist");
+    let earliest = state.due.keys().next().is_none_or(|first| place < *first);
+    state.due.insert(place, held);
+    let start = !std::mem::replace(&mut state.watcher_runs, true);
+    drop(state);
+    if start {
+      engine.track(watcher(
+        engine.watchlist_handle(),
+        engine.closed_token().clone(),
+      ));
+    } else if earliest {
+      self.wake.notify_one();
+    }
+  }
+
+  fn forget(&self, place: (Instant, u64)) {
+    self.state.lock().expect("watchlist").due.remove(&place);
+  }
+}
+
+async fn watcher(watchlist: Arc<Watchlist>, closed: CancellationToken) {
+  loop {
+    let next = {
+      let mut state = watchlist.state.lock().expect("watchlist");
+      let now = Instant::now();
+      let mut due = Vec::new();
+      let next = loop {
+        match state.due.first_key_value() {
+          Some((place, _)) if place.0 <= now || closed.is_cancelled() => {
+            let (_, held) = state.due.pop_first().expect("a first entry");
+            due.push(held);
+          }
+          Some((place, _)) => break Some(place.0),
+          None => {
+            state.watcher_runs = false;
+            break None;
+          }
+        }
+      };
+      drop(state);
+      for held in due {
+        held.guard_now();
+      }
+      match next {
+        Some(next) => next,
+        None => return,
+      }
+    };
+    tokio::select! {
+      _ = tokio::time::sleep_until(next.into()) => {}
+      _ = watchlist.wake.notified() => {}
+      _ = closed.cancelled() => {}
+    }
   }
 }
