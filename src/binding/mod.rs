@@ -12,7 +12,7 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use napi::bindgen_prelude::{within_runtime_if_available, Array, Env};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use completions::{Completions, Outcome, Wake};
 use relock_core::{
-  self as core, validate, AcquireOptions, ClientOptions, HeldLock, LostCallback, ReplicaAck,
-  ReplicaPolicy, RetryPolicy, TlsOptions,
+  self as core, validate, AcquireOptions, AcquireSettings, ClientOptions, ClientSettings, HeldLock,
+  LostCallback, ReplicaAckSettings, RetryPolicy, RetrySettings, TlsSettings,
 };
 
 /// The `code` of an error thrown synchronously to JavaScript: relock's stable code itself.
@@ -133,105 +133,39 @@ pub struct TlsConfig {
   pub dangerously_accept_any_certificate: Option<bool>,
 }
 
+/// The client's options, as the core's rules and defaults make them.
 fn client_options(config: &ClientConfig) -> core::Result<ClientOptions> {
-  let defaults = ClientOptions::default();
-  let millis = |name, value: Option<f64>, default: Duration| -> core::Result<Duration> {
-    value.map_or(Ok(default), |v| {
-      validate::positive_millis(name, v).map(Duration::from_millis)
-    })
-  };
-  let connect_timeout = millis(
-    "connectTimeout",
-    config.connect_timeout,
-    defaults.connect_timeout,
-  )?;
-  let command_timeout = millis(
-    "commandTimeout",
-    config.command_timeout,
-    defaults.command_timeout,
-  )?;
-  let drift_factor = config.drift_factor.map_or(Ok(defaults.drift_factor), |v| {
-    validate::fraction("driftFactor", v, 0.5)
-  })?;
-  let retry = LockConfig {
-    retry_count: config.retry_count,
-    retry_delay: config.retry_delay,
-    retry_jitter: config.retry_jitter,
-    retry_timeout: config.retry_timeout,
-  };
-  let retry = retry_policy(&retry, &defaults.retry)?;
-  let tls = config.tls.as_ref().map(|tls| TlsOptions {
-    ca: tls.ca.clone(),
-    cert: tls.cert.clone(),
-    key: tls.key.clone(),
-    dangerously_accept_any_certificate: tls.dangerously_accept_any_certificate.unwrap_or(false),
-  });
-  let replica_ack = match &config.replica_ack {
-    None => None,
-    Some(ack) => replica_ack(ack, command_timeout)?,
-  };
-  Ok(ClientOptions {
-    connect_timeout,
-    command_timeout,
-    drift_factor,
-    retry,
+  ClientSettings {
+    connect_timeout: config.connect_timeout,
+    command_timeout: config.command_timeout,
+    drift_factor: config.drift_factor,
+    retry: RetrySettings {
+      count: config.retry_count,
+      delay: config.retry_delay,
+      jitter: config.retry_jitter,
+      timeout: config.retry_timeout,
+    },
     username: config.username.clone(),
     password: config.password.clone(),
-    tls,
-    replica_ack,
+    tls: config.tls.as_ref().map(|tls| TlsSettings {
+      ca: tls.ca.clone(),
+      cert: tls.cert.clone(),
+      key: tls.key.clone(),
+      dangerously_accept_any_certificate: tls.dangerously_accept_any_certificate,
+    }),
+    replica_ack: config.replica_ack.as_ref().map(|ack| ReplicaAckSettings {
+      replicas: ack.replicas,
+      timeout: ack.timeout,
+      policy: ack.policy.clone(),
+    }),
     sentinel: config
       .sentinel
       .as_ref()
       .map(|sentinel| sentinel.name.clone()),
-    cluster: config.cluster.unwrap_or(false),
-    prefix: match &config.prefix {
-      Some(prefix) => {
-        validate::prefix(prefix)?;
-        prefix.clone()
-      }
-      None => String::new(),
-    },
-    on_notice: None,
-    log: None,
-  })
-}
-
-fn replica_ack(
-  config: &ReplicaAckConfig,
-  command_timeout: Duration,
-) -> core::Result<Option<ReplicaAck>> {
-  let policy = match config.policy.as_deref().unwrap_or("fail") {
-    "off" => return Ok(None),
-    "fail" => ReplicaPolicy::Fail,
-    "warn" => ReplicaPolicy::Warn,
-    other => {
-      return Err(core::Error::invalid_argument(format!(
-        "replicaAck.policy must be 'fail', 'warn' or 'off', got '{other}'"
-      )))
-    }
-  };
-  let replicas = validate::count("replicaAck.replicas", config.replicas, 64)?;
-  if replicas == 0 {
-    return Err(core::Error::invalid_argument(
-      "replicaAck.replicas must be at least 1",
-    ));
+    cluster: config.cluster,
+    prefix: config.prefix.clone(),
   }
-  let timeout = Duration::from_millis(validate::positive_millis(
-    "replicaAck.timeout",
-    config.timeout.unwrap_or(100.0),
-  )?);
-  if timeout >= command_timeout {
-    return Err(core::Error::invalid_argument(format!(
-      "replicaAck.timeout ({} ms) must be shorter than commandTimeout ({} ms)",
-      timeout.as_millis(),
-      command_timeout.as_millis()
-    )));
-  }
-  Ok(Some(ReplicaAck {
-    replicas,
-    timeout,
-    policy,
-  }))
+  .resolve()
 }
 
 /// Per-call overrides of the client's retry settings for `lock`.
@@ -245,25 +179,13 @@ pub struct LockConfig {
 }
 
 fn retry_policy(config: &LockConfig, defaults: &RetryPolicy) -> core::Result<RetryPolicy> {
-  let non_negative = |name, value: Option<f64>, default: Duration| -> core::Result<Duration> {
-    value.map_or(Ok(default), |v| {
-      validate::non_negative_millis(name, v).map(Duration::from_millis)
-    })
-  };
-  Ok(RetryPolicy {
-    count: config.retry_count.map_or(Ok(defaults.count), |v| {
-      validate::count("retryCount", v, 1_000_000)
-    })?,
-    delay: non_negative("retryDelay", config.retry_delay, defaults.delay)?,
-    jitter: non_negative("retryJitter", config.retry_jitter, defaults.jitter)?,
-    budget: match config.retry_timeout {
-      None => defaults.budget,
-      Some(v) => Some(Duration::from_millis(validate::positive_millis(
-        "retryTimeout",
-        v,
-      )?)),
-    },
-  })
+  RetrySettings {
+    count: config.retry_count,
+    delay: config.retry_delay,
+    jitter: config.retry_jitter,
+    timeout: config.retry_timeout,
+  }
+  .resolve(defaults)
 }
 
 /// The ttl and retry policy of a `lock` call, checked.
@@ -710,32 +632,15 @@ pub struct AcquireConfig {
   pub max_hold: Option<f64>,
 }
 
-pub const DEFAULT_ACQUIRE_TTL_MS: u64 = 30_000;
-pub const DEFAULT_WAIT_TIMEOUT_MS: u64 = 10_000;
-
 fn acquire_options(config: &AcquireConfig) -> core::Result<AcquireOptions> {
-  let ttl_ms = config
-    .ttl
-    .map_or(Ok(DEFAULT_ACQUIRE_TTL_MS), |v| validate::lease("ttl", v))?;
-  let wait = match config.wait_timeout {
-    None => Some(Duration::from_millis(DEFAULT_WAIT_TIMEOUT_MS)),
-    Some(v) if v == f64::INFINITY => None,
-    Some(v) => Some(Duration::from_millis(validate::non_negative_millis(
-      "waitTimeout",
-      v,
-    )?)),
-  };
-  let max_hold = match config.max_hold {
-    None => None,
-    Some(v) => Some(Duration::from_millis(validate::lease("maxHold", v)?)),
-  };
-  Ok(AcquireOptions {
-    ttl_ms,
-    wait,
-    fair: config.fair.unwrap_or(false),
-    watchdog: config.watchdog.unwrap_or(true),
-    max_hold,
-  })
+  AcquireSettings {
+    ttl: config.ttl,
+    wait_timeout: config.wait_timeout,
+    fair: config.fair,
+    watchdog: config.watchdog,
+    max_hold: config.max_hold,
+  }
+  .resolve()
 }
 
 /// A wait for a lock in progress; its outcome arrives through the client's completions.
