@@ -13,7 +13,7 @@ use super::acquire::{AcquireOptions, MutexHold};
 use super::keys::{
   LockKeys, Wake, ACQUIRE, ACQUIRE_LUA, EXTEND, EXTEND_LUA, FAIR_LIVENESS, RELEASE, RELEASE_LUA,
 };
-use super::{next_try, undo_wakes, Mutex};
+use super::{extend_verdict, next_try, release_verdict, undo_wakes, Mutex};
 use crate::engine::new_token;
 use crate::engine::quorum::{self, Tally, Vote};
 use crate::engine::resp::Reply;
@@ -41,7 +41,8 @@ pub enum Settled {
 /// the script, whether or not the call still waits for that host).
 struct Request {
   command: Command,
-  keys: Arc<LockKeys>,
+  /// The key as stored in Redis; the side keys are named only for the scripts that use them.
+  key: Arc<str>,
   token: Arc<str>,
   ttl_ms: u64,
 }
@@ -50,7 +51,7 @@ struct Request {
 enum Command {
   Set,
   Acquire,
-  Release,
+  Release(Wake),
   Extend,
 }
 
@@ -64,12 +65,7 @@ enum Answer {
     request: Arc<Request>,
   },
   /// A release sent to undo an attempt (or a lock taken while closing); nobody waits for it.
-  Undo {
-    keys: Arc<LockKeys>,
-    token: Arc<str>,
-    wake: Wake,
-    host: usize,
-  },
+  Undo { host: usize, request: Arc<Request> },
 }
 
 enum Op {
@@ -94,10 +90,8 @@ enum Op {
 
 struct Call {
   op: Op,
-  /// The key as stored in Redis, and its side keys.
-  keys: Arc<LockKeys>,
-  token: Arc<str>,
-  ttl_ms: u64,
+  /// The current attempt's request (each attempt of a `lock` has its own token).
+  request: Arc<Request>,
   attempt: u64,
   started: Instant,
   deadline: Instant,
@@ -166,15 +160,19 @@ impl Direct {
   /// Takes `key` for `ttl_ms` with a fresh token, retrying as `retry` says (the caller waits
   /// out each [`Settled::RetryAfter`] and then calls [`Direct::retry`]).
   pub fn lock(&mut self, id: u32, key: &str, ttl_ms: u64, retry: RetryPolicy, with_validity: bool) {
-    let checked = validate::key(key).and_then(|()| self.mutex.engine().ensure_open());
-    if let Err(error) = checked {
-      self.finish_lock(id, with_validity, Err(error));
+    // As on the native path: bad input is not counted, a closed client is.
+    if let Err(invalid) = validate::key(key) {
+      self.settled.push((id, Settled::Failed(invalid)));
+      return;
+    }
+    if let Err(closed) = self.mutex.engine().ensure_open() {
+      self.finish_lock(id, with_validity, Err(closed));
       return;
     }
     self.mutex.engine().check_hosts_once();
     let now = Instant::now();
     let budget_end = retry.budget.map(|budget| now + budget);
-    let keys = LockKeys::new(&self.mutex.engine().redis_key(key));
+    let key = Arc::from(self.mutex.engine().redis_key(key));
     self.start(
       id,
       Op::Lock {
@@ -182,7 +180,7 @@ impl Direct {
         retry,
         budget_end,
       },
-      keys,
+      key,
       Arc::from(new_token()),
       ttl_ms,
     );
@@ -199,7 +197,11 @@ impl Direct {
       }
       return;
     }
-    call.token = Arc::from(new_token());
+    call.request = Arc::new(Request {
+      token: Arc::from(new_token()),
+      key: call.request.key.clone(),
+      ..*call.request
+    });
     call.attempt += 1;
     self.begin(id, call);
   }
@@ -209,11 +211,11 @@ impl Direct {
       .and_then(|()| validate::token(token))
       .and_then(|()| self.mutex.engine().ensure_open());
     if let Err(error) = checked {
-      self.settle_counted(id, Err(error), |_| None);
+      self.settled.push((id, Settled::Failed(error)));
       return;
     }
-    let keys = LockKeys::new(&self.mutex.engine().redis_key(key));
-    self.start(id, Op::Unlock, keys, Arc::from(token), 0);
+    let key = Arc::from(self.mutex.engine().redis_key(key));
+    self.start(id, Op::Unlock, key, Arc::from(token), 0);
   }
 
   pub fn extend(&mut self, id: u32, key: &str, token: &str, ttl_ms: u64) {
@@ -224,8 +226,8 @@ impl Direct {
       self.settled.push((id, Settled::Failed(error)));
       return;
     }
-    let keys = LockKeys::new(&self.mutex.engine().redis_key(key));
-    self.start(id, Op::Extend, keys, Arc::from(token), ttl_ms);
+    let key = Arc::from(self.mutex.engine().redis_key(key));
+    self.start(id, Op::Extend, key, Arc::from(token), ttl_ms);
   }
 
   /// The first attempt of a plain `acquire` on a single host, when it is one: `false` when
@@ -244,14 +246,14 @@ impl Direct {
     if validate::key(key).is_err() || engine.ensure_open().is_err() {
       return false;
     }
-    let keys = LockKeys::new(&engine.redis_key(key));
+    let stored = Arc::from(engine.redis_key(key));
     let lease_ms = options.lease_ms();
     let op = Op::Acquire {
       options,
       name: key.to_owned(),
       on_lost: Some(on_lost),
     };
-    self.start(id, op, keys, Arc::from(new_token()), lease_ms);
+    self.start(id, op, stored, Arc::from(new_token()), lease_ms);
     true
   }
 
@@ -266,20 +268,29 @@ impl Direct {
         self.settled.push((id, settled));
       }
       Release::Send(after) => {
-        let keys = LockKeys::new(&self.mutex.engine().redis_key(held.key()));
+        let key = Arc::from(self.mutex.engine().redis_key(held.key()));
         let token: Arc<str> = Arc::from(held.token());
-        self.start(id, Op::Release { held, after }, keys, token, 0);
+        self.start(id, Op::Release { held, after }, key, token, 0);
       }
     }
   }
 
-  fn start(&mut self, id: u32, op: Op, keys: LockKeys, token: Arc<str>, ttl_ms: u64) {
+  fn start(&mut self, id: u32, op: Op, key: Arc<str>, token: Arc<str>, ttl_ms: u64) {
     let hosts = self.mutex.engine().hosts().len();
+    let command = match op {
+      Op::Lock { .. } => Command::Set,
+      Op::Acquire { .. } => Command::Acquire,
+      Op::Unlock | Op::Release { .. } => Command::Release(Wake::Waiters),
+      Op::Extend => Command::Extend,
+    };
     let call = Call {
       op,
-      keys: Arc::new(keys),
-      token,
-      ttl_ms,
+      request: Arc::new(Request {
+        command,
+        key,
+        token,
+        ttl_ms,
+      }),
       attempt: 0,
       started: Instant::now(),
       deadline: Instant::now(),
@@ -302,6 +313,7 @@ impl Direct {
     call.tally = Tally::new(hosts);
     call.answered = vec![false; hosts];
     call.unsent = vec![false; hosts];
+    call.fence = 0;
     let all_open = (0..hosts).all(|host| self.wire.is_open(host));
     // As on the tokio path: a call may first have to connect, then gets its command time.
     let bound = if all_open {
@@ -310,17 +322,7 @@ impl Direct {
       options.connect_timeout + options.command_timeout
     };
     call.deadline = call.started + bound;
-    let request = Arc::new(Request {
-      command: match call.op {
-        Op::Lock { .. } => Command::Set,
-        Op::Acquire { .. } => Command::Acquire,
-        Op::Unlock | Op::Release { .. } => Command::Release,
-        Op::Extend => Command::Extend,
-      },
-      keys: call.keys.clone(),
-      token: call.token.clone(),
-      ttl_ms: call.ttl_ms,
-    });
+    let request = call.request.clone();
     for host in 0..hosts {
       let answer = Answer::Vote {
         call: id,
@@ -335,96 +337,57 @@ impl Direct {
 
   /// Queues `request` to `host` (by EVAL instead of EVALSHA when the server lost the script).
   fn send(&mut self, host: usize, request: &Request, answer: Answer, full_script: bool) {
-    let keys = &request.keys;
+    let key = request.key.as_bytes();
+    let token = request.token.as_bytes();
+    let ttl = request.ttl_ms.to_string();
     match request.command {
-      Command::Set => {
-        let ttl = request.ttl_ms.to_string();
+      Command::Set => self.wire.send(
+        host,
+        &[b"SET", key, token, b"NX", b"PX", ttl.as_bytes()],
+        answer,
+      ),
+      Command::Extend => {
+        let (command, script) = script_call(full_script, &self.extend_sha, EXTEND_LUA);
         self.wire.send(
           host,
-          &[
-            b"SET",
-            keys.lock.as_bytes(),
-            request.token.as_bytes(),
-            b"NX",
-            b"PX",
-            ttl.as_bytes(),
-          ],
+          &[command, script, b"1", key, token, ttl.as_bytes()],
           answer,
         );
       }
       Command::Acquire => {
-        let ttl = request.ttl_ms.to_string();
+        let keys = LockKeys::new(&request.key);
         let (command, script) = script_call(full_script, &self.acquire_sha, ACQUIRE_LUA);
+        let fence = keys.fence.as_bytes();
         self.wire.send(
           host,
-          &[
-            command,
-            script,
-            b"2",
-            keys.lock.as_bytes(),
-            keys.fence.as_bytes(),
-            request.token.as_bytes(),
-            ttl.as_bytes(),
-          ],
+          &[command, script, b"2", key, fence, token, ttl.as_bytes()],
           answer,
         );
       }
-      Command::Release => self.send_release(
-        host,
-        keys,
-        &request.token,
-        Wake::Waiters,
-        answer,
-        full_script,
-      ),
-      Command::Extend => {
-        let ttl = request.ttl_ms.to_string();
-        let (command, script) = script_call(full_script, &self.extend_sha, EXTEND_LUA);
+      Command::Release(wake) => {
+        let keys = LockKeys::new(&request.key);
+        let liveness = FAIR_LIVENESS.as_millis().to_string();
+        let (command, script) = script_call(full_script, &self.release_sha, RELEASE_LUA);
+        let [lock, queue, waiters, fence] = keys.all();
         self.wire.send(
           host,
           &[
             command,
             script,
-            b"1",
-            keys.lock.as_bytes(),
-            request.token.as_bytes(),
-            ttl.as_bytes(),
+            b"4",
+            lock.as_bytes(),
+            queue.as_bytes(),
+            waiters.as_bytes(),
+            fence.as_bytes(),
+            token,
+            keys.channel.as_bytes(),
+            liveness.as_bytes(),
+            wake.flag().as_bytes(),
           ],
           answer,
         );
       }
     }
-  }
-
-  fn send_release(
-    &mut self,
-    host: usize,
-    keys: &LockKeys,
-    token: &str,
-    wake: Wake,
-    answer: Answer,
-    full_script: bool,
-  ) {
-    let liveness = FAIR_LIVENESS.as_millis().to_string();
-    let (command, script) = script_call(full_script, &self.release_sha, RELEASE_LUA);
-    let [lock, queue, waiters, fence] = keys.all();
-    self.wire.send(
-      host,
-      &[
-        command,
-        script,
-        b"4",
-        lock.as_bytes(),
-        queue.as_bytes(),
-        waiters.as_bytes(),
-        fence.as_bytes(),
-        token.as_bytes(),
-        keys.channel.as_bytes(),
-        liveness.as_bytes(),
-        wake.flag().as_bytes(),
-      ],
-      answer,
-    );
   }
 
   /// The caller's socket to `host` is connected.
@@ -482,20 +445,13 @@ impl Direct {
     let no_script =
       matches!(&outcome, Outcome::Refused(error) if error.message().contains(": NOSCRIPT"));
     match answer {
-      Answer::Undo {
-        keys,
-        token,
-        wake,
-        host,
-      } => {
+      Answer::Undo { host, request } => {
         if no_script {
           let again = Answer::Undo {
-            keys: keys.clone(),
-            token: token.clone(),
-            wake,
             host,
+            request: request.clone(),
           };
-          self.send_release(host, &keys, &token, wake, again, true);
+          self.send(host, &request, again, true);
         }
       }
       Answer::Vote {
@@ -573,52 +529,31 @@ impl Direct {
       Op::Lock { .. } => self.finish_attempt(id, call),
       Op::Acquire { .. } => self.finish_acquire(id, call),
       Op::Release { held, after } => {
-        let tally = call.tally;
-        let released = if tally.has_quorum() {
-          Ok(true)
-        } else if tally.refused() {
-          Ok(false)
-        } else {
-          Err(tally.failure())
-        };
-        let settled = match held.finish_release(after, released) {
+        let settled = match held.finish_release(after, release_verdict(call.tally)) {
           Ok(flag) => Settled::Flag(flag),
           Err(error) => Settled::Failed(error),
         };
         self.settled.push((id, settled));
       }
       Op::Unlock => {
-        let tally = call.tally;
-        let outcome = if tally.has_quorum() {
-          Ok(true)
-        } else if tally.refused() {
-          Ok(false)
-        } else {
-          Err(tally.failure())
-        };
+        let outcome = release_verdict(call.tally);
         self.settle_counted(id, outcome.map(Settled::Flag), |settled| {
           matches!(settled, Settled::Flag(true)).then_some(Event::Unlocked)
         });
       }
       Op::Extend => {
-        let tally = call.tally;
-        let ttl = Duration::from_millis(call.ttl_ms);
         let drift = self.mutex.engine().options().drift_factor;
-        let settled = if tally.has_quorum() {
-          match quorum::validity(ttl, call.started.elapsed(), drift) {
-            Some(_) => Settled::Flag(true),
-            None => Settled::Failed(Error::new(
-              ErrorKind::ValidityExpired,
-              format!(
-                "'{}' was renewed, but no time was left on its {} ms ttl by the time a quorum answered",
-                call.keys.lock, call.ttl_ms
-              ),
-            )),
-          }
-        } else if tally.refused() {
-          Settled::Flag(false)
-        } else {
-          Settled::Failed(tally.failure())
+        let request = &call.request;
+        let renewed = extend_verdict(
+          call.tally,
+          &request.key,
+          request.ttl_ms,
+          call.started,
+          drift,
+        );
+        let settled = match renewed {
+          Ok(until) => Settled::Flag(until.is_some()),
+          Err(error) => Settled::Failed(error),
         };
         self.settled.push((id, settled));
       }
@@ -629,7 +564,7 @@ impl Direct {
   /// answer.
   fn finish_attempt(&mut self, id: u32, mut call: Call) {
     let engine = self.mutex.engine().clone();
-    let ttl = Duration::from_millis(call.ttl_ms);
+    let ttl = Duration::from_millis(call.request.ttl_ms);
     if call.tally.has_quorum() {
       if let Some(left) =
         quorum::validity(ttl, call.started.elapsed(), engine.options().drift_factor)
@@ -642,7 +577,7 @@ impl Direct {
           self.undo_after(&call, &vec![Wake::Waiters; call.tally.hosts]);
           self.finish_lock(id, with_validity, Err(Error::closed()));
         } else {
-          let lease = (call.token.to_string(), left.as_secs_f64() * 1000.0);
+          let lease = (call.request.token.to_string(), left.as_secs_f64() * 1000.0);
           self.finish_lock(id, with_validity, Ok(Some(lease)));
         }
         return;
@@ -656,9 +591,9 @@ impl Direct {
         ErrorKind::ValidityExpired,
         format!(
           "a quorum took '{}', but after {} ms no time was left on its {} ms ttl; it was released",
-          call.keys.lock,
+          call.request.key,
           call.started.elapsed().as_millis(),
-          call.ttl_ms
+          call.request.ttl_ms
         ),
       ))
     } else if tally.refused() {
@@ -676,7 +611,7 @@ impl Direct {
     };
     let pause = next_try(
       engine.options(),
-      &call.keys.lock,
+      &call.request.key,
       outcome.as_ref().map(|_| ()),
       retry,
       call.attempt,
@@ -724,7 +659,7 @@ impl Direct {
       return;
     };
     let grant = Grant {
-      token: call.token.to_string(),
+      token: call.request.token.to_string(),
       fence: call.fence,
       ttl_ms: options.ttl_ms,
       valid_until: Instant::now() + left,
@@ -733,8 +668,8 @@ impl Direct {
     };
     let hold = Box::new(MutexHold {
       mutex: self.mutex.clone(),
-      key: call.keys.lock.clone(),
-      token: call.token.to_string(),
+      key: call.request.key.to_string(),
+      token: call.request.token.to_string(),
     });
     engine.stats().record(Event::Acquired);
     let held = HeldLock::start(engine, hold, grant, name, on_lost);
@@ -758,13 +693,17 @@ impl Direct {
       if skip[host] {
         continue;
       }
+      let request = Arc::new(Request {
+        command: Command::Release(wake),
+        key: call.request.key.clone(),
+        token: call.request.token.clone(),
+        ttl_ms: 0,
+      });
       let answer = Answer::Undo {
-        keys: call.keys.clone(),
-        token: call.token.clone(),
-        wake,
         host,
+        request: request.clone(),
       };
-      self.send_release(host, &call.keys, &call.token, wake, answer, false);
+      self.send(host, &request, answer, false);
     }
   }
 

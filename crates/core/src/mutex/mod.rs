@@ -300,20 +300,13 @@ impl Mutex {
           .await
       })
       .await;
-    let ttl = Duration::from_millis(ttl_ms);
-    if tally.has_quorum() {
-      return match quorum::validity(ttl, started.elapsed(), self.engine.options().drift_factor) {
-        Some(left) => Ok(Some(Instant::now() + left)),
-        None => Err(Error::new(
-          ErrorKind::ValidityExpired,
-          format!("'{key}' was renewed, but no time was left on its {ttl_ms} ms ttl by the time a quorum answered"),
-        )),
-      };
-    }
-    if tally.refused() {
-      return Ok(None);
-    }
-    Err(tally.failure())
+    extend_verdict(
+      tally,
+      key,
+      ttl_ms,
+      started,
+      self.engine.options().drift_factor,
+    )
   }
 
   /// Releases `key` if `token` holds it, on every host; true when a quorum confirmed.
@@ -339,13 +332,7 @@ impl Mutex {
           .await
       })
       .await;
-    if tally.has_quorum() {
-      return Ok(true);
-    }
-    if tally.refused() {
-      return Ok(false);
-    }
-    Err(tally.failure())
+    release_verdict(tally)
   }
 
   /// Polls every host with a script that answers 1 for "done" and 0 for "not ours".
@@ -459,4 +446,39 @@ pub fn undo_wakes<T>(tally: &Tally<T>) -> Vec<Wake> {
       }
     })
     .collect()
+}
+
+/// A release's answer from the hosts' votes: released on a quorum, not ours, or failed.
+pub fn release_verdict<T>(tally: Tally<T>) -> Result<bool> {
+  if tally.has_quorum() {
+    Ok(true)
+  } else if tally.refused() {
+    Ok(false)
+  } else {
+    Err(tally.failure())
+  }
+}
+
+/// An extend's answer from the hosts' votes: valid until when, not ours (`None`), or failed
+/// (also when a quorum renewed it but no time was left by then).
+pub fn extend_verdict<T>(
+  tally: Tally<T>,
+  key: &str,
+  ttl_ms: u64,
+  started: Instant,
+  drift_factor: f64,
+) -> Result<Option<Instant>> {
+  if tally.has_quorum() {
+    return match quorum::validity(Duration::from_millis(ttl_ms), started.elapsed(), drift_factor) {
+      Some(left) => Ok(Some(Instant::now() + left)),
+      None => Err(Error::new(
+        ErrorKind::ValidityExpired,
+        format!("'{key}' was renewed, but no time was left on its {ttl_ms} ms ttl by the time a quorum answered"),
+      )),
+    };
+  }
+  if tally.refused() {
+    return Ok(None);
+  }
+  Err(tally.failure())
 }

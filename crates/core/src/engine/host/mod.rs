@@ -322,11 +322,7 @@ impl Host {
   pub fn describe(&self, error: &RedisError) -> Error {
     let kind = classify(error);
     let detail = match kind {
-      ErrorKind::Timeout => format!(
-        "no answer within the timeout (connectTimeout {} ms, commandTimeout {} ms)",
-        self.connect_timeout.as_millis(),
-        self.command_timeout.as_millis()
-      ),
+      ErrorKind::Timeout => return self.timed_out(),
       ErrorKind::Auth if error.kind() == RedisKind::Server(ServerErrorKind::NoPerm) => format!(
         "permission denied: the ACL user may not run what this call needs ({})",
         error.detail().unwrap_or("")
