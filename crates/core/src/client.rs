@@ -6,10 +6,12 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::mutex::Mutex;
 use crate::options::ClientOptions;
+use crate::semaphore::Semaphore;
 
 pub struct Client {
   engine: Arc<Engine>,
   mutex: Arc<Mutex>,
+  semaphore: Arc<Semaphore>,
 }
 
 impl Client {
@@ -19,6 +21,7 @@ impl Client {
     let engine = Arc::new(Engine::new(urls, options)?);
     Ok(Client {
       mutex: Arc::new(Mutex::new(engine.clone())),
+      semaphore: Arc::new(Semaphore::new(engine.clone())),
       engine,
     })
   }
@@ -31,6 +34,11 @@ impl Client {
   /// One holder per key.
   pub fn mutex(&self) -> &Arc<Mutex> {
     &self.mutex
+  }
+
+  /// Up to a number of permits in use at once.
+  pub fn semaphore(&self) -> &Arc<Semaphore> {
+    &self.semaphore
   }
 
   /// Ends every pending call with [`crate::ErrorKind::Closed`], refuses new ones, and releases

@@ -6,6 +6,7 @@ pub mod notify;
 pub mod quorum;
 pub mod resp;
 pub mod stats;
+pub mod wait;
 pub mod watchdog;
 pub mod wire;
 
@@ -97,6 +98,32 @@ impl Engine {
 
   pub fn hosts(&self) -> &[Arc<Host>] {
     &self.hosts
+  }
+
+  /// The one host of a client that is not spread over several Redlock hosts (one server, a
+  /// Sentinel-watched master, or a Cluster); `what` is refused over several hosts.
+  pub fn single_host(&self, what: &str) -> Result<&Arc<Host>> {
+    match self.hosts.as_slice() {
+      [host] => Ok(host),
+      hosts => Err(Error::new(
+        ErrorKind::Unsupported,
+        format!(
+          "{what} needs a single Redis host (one server, Sentinel or a Cluster); this client has {} independent hosts (Redlock)",
+          hosts.len()
+        ),
+      )),
+    }
+  }
+
+  /// Until when a lease of `ttl_ms` asked for at `sent` can be relied on: its ttl less the time
+  /// since and the margin for clock drift. `None` when nothing is left.
+  pub fn lease_until(&self, sent: std::time::Instant, ttl_ms: u64) -> Option<std::time::Instant> {
+    quorum::validity(
+      std::time::Duration::from_millis(ttl_ms),
+      sent.elapsed(),
+      self.options.drift_factor,
+    )
+    .map(|left| std::time::Instant::now() + left)
   }
 
   pub fn is_closed(&self) -> bool {

@@ -2,7 +2,7 @@
 //! and the loud report when it is lost. A primitive plugs in through [`Renewal`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,8 @@ pub trait Renewal: Send + Sync + 'static {
   fn renew(&self, ttl_ms: u64) -> BoxFuture<'_, Result<Option<Instant>>>;
   /// Releases the hold. `Ok(true)`: released on a quorum; `Ok(false)`: it was not held.
   fn release(&self) -> BoxFuture<'_, Result<bool>>;
+  /// The primitive's own hold, for calls only it offers (a read-write lock's downgrade).
+  fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// How a release goes on after its first, synchronous part.
@@ -71,7 +73,10 @@ pub struct HeldLock {
   /// The key as the caller named it.
   name: String,
   token: String,
-  fence: i64,
+  /// Changes only when a read hold becomes a write hold (upgrade).
+  fence: AtomicI64,
+  /// A multi-key lock's keys (as the caller named them) with their fences; empty for one key.
+  parts: Vec<(String, i64)>,
   watchdog: bool,
   hold_until: Option<Instant>,
   state: Mutex<State>,
@@ -90,7 +95,7 @@ impl std::fmt::Debug for HeldLock {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     f.debug_struct("HeldLock")
       .field("key", &self.name)
-      .field("fence", &self.fence)
+      .field("fence", &self.fence())
       .field("valid", &self.is_valid())
       .finish()
   }
@@ -99,6 +104,8 @@ impl std::fmt::Debug for HeldLock {
 pub struct Grant {
   pub token: String,
   pub fence: i64,
+  /// A multi-key lock's keys with their fences; empty for one key.
+  pub parts: Vec<(String, i64)>,
   pub ttl_ms: u64,
   pub valid_until: Instant,
   pub watchdog: bool,
@@ -127,7 +134,8 @@ impl HeldLock {
       name,
       hold,
       token: grant.token,
-      fence: grant.fence,
+      fence: AtomicI64::new(grant.fence),
+      parts: grant.parts,
       watchdog: grant.watchdog,
       hold_until: grant.max_hold.map(|hold| acquired_at + hold),
       state: Mutex::new(State {
@@ -166,7 +174,21 @@ impl HeldLock {
   }
 
   pub fn fence(&self) -> i64 {
-    self.fence
+    self.fence.load(Ordering::Acquire)
+  }
+
+  pub(crate) fn set_fence(&self, fence: i64) {
+    self.fence.store(fence, Ordering::Release)
+  }
+
+  /// A multi-key lock's keys with their fences; empty for one key.
+  pub fn parts(&self) -> &[(String, i64)] {
+    &self.parts
+  }
+
+  /// The primitive's own hold behind this lock.
+  pub fn renewal(&self) -> &dyn Renewal {
+    &*self.hold
   }
 
   /// True while the lock is held and its lease has not run out, by the monotonic clock; no

@@ -19,14 +19,13 @@ use crate::engine::new_token;
 use crate::engine::notify::Subscription;
 use crate::engine::quorum::{self, Vote};
 use crate::engine::stats::Event;
+use crate::engine::wait::{is_transient, recheck_after, Stop, Tries};
 use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::LogLevel;
 use crate::validate;
 
 pub use super::keys::FAIR_LIVENESS;
-/// Re-check interval when the holder's remaining ttl is unknown (a key without expiry, say).
-const UNKNOWN_TTL_RECHECK: Duration = Duration::from_millis(1000);
 
 #[derive(Debug, Clone)]
 pub struct AcquireOptions {
@@ -42,7 +41,7 @@ pub struct AcquireOptions {
 impl AcquireOptions {
   /// The lease a lock is taken with: its ttl, but never longer than `max_hold`, so that the
   /// lock cannot outlive its cap in Redis.
-  pub(super) fn lease_ms(&self) -> u64 {
+  pub fn lease_ms(&self) -> u64 {
     match self.max_hold {
       Some(hold) => self.ttl_ms.min((hold.as_millis() as u64).max(1)),
       None => self.ttl_ms,
@@ -141,88 +140,6 @@ impl FairLines {
     let mut last = self.last_joined.lock().expect("fair lines lock");
     if last.get(key).is_some_and(|(id, _)| *id == place.id) {
       last.remove(key);
-    }
-  }
-}
-
-/// The reasons a wait ends without the lock.
-struct Stop<'a> {
-  key: &'a str,
-  cancel: CancellationToken,
-  closed: CancellationToken,
-  started: Instant,
-  deadline: Option<Instant>,
-}
-
-impl Stop<'_> {
-  fn check(&self, last_failure: Option<&Error>) -> Result<()> {
-    if self.closed.is_cancelled() {
-      return Err(Error::closed());
-    }
-    if self.cancel.is_cancelled() {
-      return Err(self.aborted());
-    }
-    if self
-      .deadline
-      .is_some_and(|deadline| Instant::now() >= deadline)
-    {
-      return Err(self.timed_out(last_failure));
-    }
-    Ok(())
-  }
-
-  fn aborted(&self) -> Error {
-    Error::new(
-      ErrorKind::Aborted,
-      format!("the wait for '{}' was aborted", self.key),
-    )
-  }
-
-  fn timed_out(&self, last_failure: Option<&Error>) -> Error {
-    let waited = self.started.elapsed().as_millis();
-    let error = Error::new(
-      ErrorKind::WaitTimeout,
-      format!(
-        "'{}' was not acquired within the wait timeout ({waited} ms){}",
-        self.key,
-        last_failure
-          .map(|e| format!("; the last attempt failed: {e}"))
-          .unwrap_or_default()
-      ),
-    );
-    match last_failure {
-      Some(failure) => error.with_cause(failure.clone()),
-      None => error,
-    }
-  }
-
-  /// Waits for `wake` unless the wait is aborted or the client closes; the deadline does not
-  /// cut it (the first attempt of a wait is made whatever its timeout).
-  async fn unless_cancelled<T>(&self, wake: impl std::future::Future<Output = T>) -> Result<T> {
-    tokio::select! {
-      biased;
-      _ = self.closed.cancelled() => Err(Error::closed()),
-      _ = self.cancel.cancelled() => Err(self.aborted()),
-      value = wake => Ok(value),
-    }
-  }
-
-  /// Waits for `wake` until a stop reason or the deadline comes.
-  async fn until<T>(
-    &self,
-    wake: impl std::future::Future<Output = T>,
-    last_failure: Option<&Error>,
-  ) -> Result<T> {
-    let deadline = self.deadline.map(tokio::time::Instant::from);
-    tokio::select! {
-      biased;
-      _ = self.closed.cancelled() => Err(Error::closed()),
-      _ = self.cancel.cancelled() => Err(self.aborted()),
-      // Before the deadline: what is ready counts, also at a wait timeout of 0.
-      value = wake => Ok(value),
-      _ = async { match deadline { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
-        Err(self.timed_out(last_failure))
-      }
     }
   }
 }
@@ -382,7 +299,7 @@ impl Mutex {
     // round trip; the attempt right after subscribing catches a release in between.
     let mut subscription = None;
     let mut last_failure = None;
-    let mut tries = Tries::new(options);
+    let mut tries = Tries::new(options.wait == Some(Duration::ZERO));
     loop {
       tries.check(stop, last_failure.as_ref())?;
       // The attempt runs as its own task, so that an abort or the end of the wait does not have
@@ -511,6 +428,7 @@ impl Mutex {
         Ok(Try::Taken(Grant {
           token: lease.token,
           fence,
+          parts: Vec::new(),
           ttl_ms: options.ttl_ms,
           valid_until: lease.valid_until,
           watchdog: options.watchdog,
@@ -601,7 +519,7 @@ impl Mutex {
     let handed_over_lease = lease.min(FAIR_LIVENESS);
     let drift = lease.mul_f64(self.engine.options().drift_factor) + Duration::from_millis(2);
     let mut last_failure = None;
-    let mut tries = Tries::new(options);
+    let mut tries = Tries::new(options.wait == Some(Duration::ZERO));
     loop {
       tries.check(stop, last_failure.as_ref())?;
       // Any hand-over to us happens after this request ran, so a lease counted from here is on
@@ -707,95 +625,12 @@ impl Mutex {
     Ok(Grant {
       token: token.to_owned(),
       fence,
+      parts: Vec::new(),
       ttl_ms: options.ttl_ms,
       valid_until,
       watchdog: options.watchdog,
       max_hold: options.max_hold,
     })
-  }
-}
-
-/// The attempts of one wait, for the rules both kinds of wait share.
-struct Tries {
-  made: u32,
-  /// `waitTimeout: 0`: the one attempt is made whatever the deadline, bounded by the host
-  /// timeouts alone.
-  single: bool,
-  answered: bool,
-  unreachable_in_a_row: u32,
-}
-
-impl Tries {
-  fn new(options: &AcquireOptions) -> Tries {
-    Tries {
-      made: 0,
-      single: options.wait == Some(Duration::ZERO),
-      answered: false,
-      unreachable_in_a_row: 0,
-    }
-  }
-
-  /// Before an attempt: the first is always made, later ones only while the wait lasts.
-  fn check(&self, stop: &Stop<'_>, last_failure: Option<&Error>) -> Result<()> {
-    if self.made == 0 {
-      return Ok(());
-    }
-    stop.check(last_failure)
-  }
-
-  async fn run<T>(
-    &mut self,
-    stop: &Stop<'_>,
-    attempt: impl std::future::Future<Output = T>,
-    last_failure: Option<&Error>,
-  ) -> Result<T> {
-    self.made += 1;
-    if self.made == 1 && self.single {
-      stop.unless_cancelled(attempt).await
-    } else {
-      stop.until(attempt, last_failure).await
-    }
-  }
-
-  /// Until a host has answered, a failure is the answer: hosts that cannot be reached from the
-  /// start (a wrong address, refused credentials, all down) fail the call after a second try
-  /// in a row (the first may meet a connection that a restart broke), as they fail `lock`.
-  /// Once the wait is under way, failures are retried until it times out. True: give up.
-  fn unreachable<T>(&mut self, answered: bool, outcome: &Result<T>) -> bool {
-    self.answered |= answered;
-    let unreachable = !self.answered && outcome.as_ref().is_err_and(is_unreachable);
-    self.unreachable_in_a_row = if unreachable {
-      self.unreachable_in_a_row + 1
-    } else {
-      0
-    };
-    self.unreachable_in_a_row >= 2
-  }
-}
-
-/// Failures that say the hosts cannot be used at all (nothing listens, credentials refused, a
-/// majority of them so), as opposed to a slow answer.
-fn is_unreachable(error: &Error) -> bool {
-  matches!(
-    error.kind(),
-    ErrorKind::Connection | ErrorKind::Auth | ErrorKind::NoQuorum
-  )
-}
-
-fn is_transient(error: &Error) -> bool {
-  matches!(
-    error.kind(),
-    ErrorKind::NoQuorum | ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::ValidityExpired
-  )
-}
-
-/// When to look again at a lock whose holder has `holder_ttl_ms` left: right when it expires
-/// (plus a little jitter so that waiters of several processes do not come at once), in case
-/// it is never released.
-fn recheck_after(holder_ttl_ms: Option<i64>) -> Duration {
-  match holder_ttl_ms {
-    Some(ttl) if ttl >= 0 => Duration::from_millis(ttl as u64 + fastrand::u64(1..=5)),
-    _ => UNKNOWN_TTL_RECHECK,
   }
 }
 
@@ -858,5 +693,9 @@ impl Renewal for MutexHold {
 
   fn release(&self) -> BoxFuture<'_, Result<bool>> {
     Box::pin(self.mutex.release_on_quorum(&self.key, &self.token))
+  }
+
+  fn as_any(&self) -> &dyn std::any::Any {
+    self
   }
 }

@@ -661,6 +661,7 @@ impl Direct {
     let grant = Grant {
       token: call.request.token.to_string(),
       fence: call.fence,
+      parts: Vec::new(),
       ttl_ms: options.ttl_ms,
       valid_until: Instant::now() + left,
       watchdog: options.watchdog,

@@ -101,7 +101,7 @@ impl LockKeys {
 /// Cluster hashes only the part between the first `{` and the next `}` when that part is not
 /// empty. A key that already has such a tag keeps it as a prefix; any other key becomes the tag
 /// itself by being wrapped in braces.
-fn slot_preserving_base(key: &str) -> String {
+pub(crate) fn slot_preserving_base(key: &str) -> String {
   if has_hash_tag(key) {
     key.to_owned()
   } else {

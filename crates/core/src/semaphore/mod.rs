@@ -1,0 +1,360 @@
+//! A counting semaphore: up to `permits` permits in use at once, each holder taking one or
+//! more. Every holder has one entry with its count and its own lease on Redis's clock, renewed
+//! by the watchdog; a crashed holder's permits come back when its lease ends, reclaimed by the
+//! next call. Waits are woken by release messages; `fair` admits strictly in arrival order.
+//!
+//! The number of permits is an argument of each call, not stored: a caller is admitted when
+//! what is in use plus what it asks for fits in the `permits` it names. Lowering it for a live
+//! semaphore takes nothing away from current holders; new callers wait until use falls below
+//! the new number. Raising it admits waiters at their next look (a release, or their re-check).
+
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use redis::{Script, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::host::Host;
+use crate::engine::new_token;
+use crate::engine::stats::Event;
+use crate::engine::wait::{attempt_until_granted, recheck_after, Attempt, Stop};
+use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
+use crate::engine::Engine;
+use crate::error::{Error, ErrorKind, Result};
+use crate::mutex::acquire::{AcquireOptions, FAIR_LIVENESS};
+use crate::mutex::keys::slot_preserving_base;
+use crate::validate;
+
+const PRELUDE: &str = include_str!("scripts/prelude.lua");
+
+fn with_prelude(body: &str) -> Script {
+  Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+static ACQUIRE: LazyLock<Script> =
+  LazyLock::new(|| with_prelude(include_str!("scripts/acquire.lua")));
+static RELEASE: LazyLock<Script> =
+  LazyLock::new(|| with_prelude(include_str!("scripts/release.lua")));
+static EXTEND: LazyLock<Script> =
+  LazyLock::new(|| with_prelude(include_str!("scripts/extend.lua")));
+static STATE: LazyLock<Script> = LazyLock::new(|| with_prelude(include_str!("scripts/state.lua")));
+
+/// Most holders and waiters `state` lists; their counts are always exact.
+pub const STATE_LIST_LIMIT: usize = 1000;
+
+/// The keys of one semaphore, all in the hash slot of its name.
+#[derive(Debug, Clone)]
+pub struct SemaphoreKeys {
+  /// The semaphore's own key: holders scored by the end of their lease.
+  pub leases: String,
+  pub held: String,
+  pub in_use: String,
+  pub queue: String,
+  pub liveness: String,
+  pub arrivals: String,
+  pub fence: String,
+  pub channel: String,
+}
+
+impl SemaphoreKeys {
+  pub fn new(key: &str) -> SemaphoreKeys {
+    let base = slot_preserving_base(key);
+    let side = |name: &str| format!("{base}:relock:semaphore:{name}");
+    SemaphoreKeys {
+      leases: key.to_owned(),
+      held: side("held"),
+      in_use: side("in-use"),
+      queue: side("queue"),
+      liveness: side("liveness"),
+      arrivals: side("arrivals"),
+      fence: side("fence"),
+      channel: side("released"),
+    }
+  }
+
+  /// In the order the scripts declare them.
+  fn all(&self) -> [&str; 7] {
+    [
+      &self.leases,
+      &self.held,
+      &self.in_use,
+      &self.queue,
+      &self.liveness,
+      &self.arrivals,
+      &self.fence,
+    ]
+  }
+}
+
+#[derive(Debug, Clone)]
+pub struct SemaphoreOptions {
+  /// Permits of the semaphore.
+  pub permits: u64,
+  /// Permits this caller takes.
+  pub count: u64,
+  pub acquire: AcquireOptions,
+}
+
+/// A semaphore's state, for callers and operators.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SemaphoreState {
+  pub in_use: u64,
+  /// Holders (at most [`STATE_LIST_LIMIT`]), soonest lease end first.
+  pub holders: Vec<PermitHolder>,
+  /// Fair waiters in queue order (at most [`STATE_LIST_LIMIT`]).
+  pub queue: Vec<String>,
+  pub holder_count: u64,
+  pub queue_length: u64,
+  /// The last fence handed out.
+  pub fence: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PermitHolder {
+  pub token: String,
+  pub permits: u64,
+  pub ttl_ms: i64,
+}
+
+pub struct Semaphore {
+  engine: Arc<Engine>,
+}
+
+impl Semaphore {
+  pub fn new(engine: Arc<Engine>) -> Semaphore {
+    Semaphore { engine }
+  }
+
+  fn host(&self) -> Result<&Arc<Host>> {
+    self.engine.single_host("a semaphore")
+  }
+
+  /// Waits until `options.count` permits of `key` are this caller's, then hands them to a
+  /// guardian that renews their lease and reports its loss through `on_lost`. The checks are
+  /// made now, the waiting in the returned future.
+  pub fn begin_acquire(
+    self: &Arc<Self>,
+    key: &str,
+    options: SemaphoreOptions,
+    cancel: CancellationToken,
+    on_lost: LostCallback,
+  ) -> impl std::future::Future<Output = Result<Arc<HeldLock>>> + Send + 'static {
+    let semaphore = self.clone();
+    let name = key.to_owned();
+    let keys = SemaphoreKeys::new(&self.engine.redis_key(key));
+    let checked = validate::key(key)
+      .and_then(|()| self.engine.ensure_open())
+      .and_then(|()| self.host().map(|_| ()))
+      .and_then(|()| check_counts(options.permits, options.count));
+    async move {
+      checked?;
+      let engine = &semaphore.engine;
+      let stop = Stop {
+        key: &name,
+        cancel,
+        closed: engine.closed_token().clone(),
+        started: Instant::now(),
+        deadline: options.acquire.wait.map(|wait| Instant::now() + wait),
+      };
+      let token = new_token();
+      let single = options.acquire.wait == Some(Duration::ZERO);
+      let outcome = attempt_until_granted(engine, &stop, single, &keys.channel, || {
+        semaphore.try_acquire(&keys, &token, &options)
+      })
+      .await;
+      engine.count(&outcome, |_| Some(Event::Acquired));
+      match outcome {
+        Ok((fence, valid_until)) => {
+          let grant = Grant {
+            token: token.clone(),
+            fence,
+            parts: Vec::new(),
+            ttl_ms: options.acquire.ttl_ms,
+            valid_until,
+            watchdog: options.acquire.watchdog,
+            max_hold: options.acquire.max_hold,
+          };
+          let hold = Box::new(PermitHold {
+            semaphore: semaphore.clone(),
+            keys,
+            token,
+          });
+          Ok(HeldLock::start(engine.clone(), hold, grant, name, on_lost))
+        }
+        Err(error) => {
+          // An attempt whose answer was not awaited (an abort) may still admit us, and a fair
+          // waiter leaves the queue: the release, on the same connection, comes after it.
+          let semaphore = semaphore.clone();
+          engine.track(async move {
+            let _ = semaphore.release_stored(&keys, &token).await;
+          });
+          Err(error)
+        }
+      }
+    }
+  }
+
+  fn try_acquire<'a>(
+    &'a self,
+    keys: &'a SemaphoreKeys,
+    token: &'a str,
+    options: &'a SemaphoreOptions,
+  ) -> BoxFuture<'a, Result<Attempt<(i64, Instant)>>> {
+    Box::pin(async move {
+      let host = self.host()?;
+      let sent = Instant::now();
+      let lease_ms = options.acquire.lease_ms();
+      let liveness_ms = FAIR_LIVENESS.as_millis() as u64;
+      let fair = if options.acquire.fair { "1" } else { "0" };
+      let reply: Vec<i64> = host
+        .eval(
+          &ACQUIRE,
+          &keys.all(),
+          &[
+            &token,
+            &options.count,
+            &options.permits,
+            &lease_ms,
+            &fair,
+            &liveness_ms,
+            &keys.channel,
+          ],
+        )
+        .await?;
+      match reply.as_slice() {
+        [1, fence, ..] => match self.engine.lease_until(sent, lease_ms) {
+          Some(until) => Ok(Attempt::Taken((*fence, until))),
+          // Admitted with no time left: give the permits back and try again.
+          None => {
+            self.release_stored(keys, token).await?;
+            Ok(Attempt::Busy(Duration::ZERO))
+          }
+        },
+        [0, _, first_lease_end_ms] => {
+          let recheck = recheck_after(Some(*first_lease_end_ms));
+          Ok(Attempt::Busy(if options.acquire.fair {
+            recheck.min(FAIR_LIVENESS / 3)
+          } else {
+            recheck
+          }))
+        }
+        _ => Err(unexpected(host, "acquire")),
+      }
+    })
+  }
+
+  async fn release_stored(&self, keys: &SemaphoreKeys, token: &str) -> Result<bool> {
+    let host = self.host()?;
+    let released: i64 = host
+      .eval(&RELEASE, &keys.all(), &[&token, &keys.channel])
+      .await?;
+    Ok(released == 1)
+  }
+
+  async fn extend_stored(
+    &self,
+    keys: &SemaphoreKeys,
+    token: &str,
+    ttl_ms: u64,
+  ) -> Result<Option<Instant>> {
+    let host = self.host()?;
+    let sent = Instant::now();
+    let renewed: i64 = host.eval(&EXTEND, &keys.all(), &[&token, &ttl_ms]).await?;
+    Ok(if renewed == 1 {
+      self.engine.lease_until(sent, ttl_ms)
+    } else {
+      None
+    })
+  }
+
+  /// Permits in use, holders and fair waiters of `key`; leases that ran out are reclaimed
+  /// first.
+  pub async fn state(&self, key: &str) -> Result<SemaphoreState> {
+    validate::key(key)?;
+    self.engine.ensure_open()?;
+    let host = self.host()?;
+    let keys = SemaphoreKeys::new(&self.engine.redis_key(key));
+    let reply: Vec<Value> = host.eval(&STATE, &keys.all(), &[&STATE_LIST_LIMIT]).await?;
+    parse_state(reply).ok_or_else(|| unexpected(host, "state"))
+  }
+}
+
+fn check_counts(permits: u64, count: u64) -> Result<()> {
+  if count > permits {
+    return Err(Error::invalid_argument(format!(
+      "a semaphore of {permits} permits can never grant {count} at once"
+    )));
+  }
+  Ok(())
+}
+
+fn unexpected(host: &Host, script: &str) -> Error {
+  Error::new(
+    ErrorKind::Redis,
+    format!(
+      "{}: unexpected reply to the semaphore {script} script",
+      host.label()
+    ),
+  )
+}
+
+fn parse_state(reply: Vec<Value>) -> Option<SemaphoreState> {
+  let int = |value: &Value| match value {
+    Value::Int(number) => Some(*number),
+    _ => None,
+  };
+  let text = |value: &Value| match value {
+    Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+    Value::SimpleString(text) => Some(text.clone()),
+    _ => None,
+  };
+  let [in_use, Value::Array(holders), Value::Array(queue), holder_count, queue_length, fence] =
+    reply.as_slice()
+  else {
+    return None;
+  };
+  Some(SemaphoreState {
+    in_use: int(in_use)?.max(0) as u64,
+    holders: holders
+      .chunks(3)
+      .map(|entry| match entry {
+        [token, permits, ttl] => Some(PermitHolder {
+          token: text(token)?,
+          permits: int(permits)?.max(0) as u64,
+          ttl_ms: int(ttl)?,
+        }),
+        _ => None,
+      })
+      .collect::<Option<_>>()?,
+    queue: queue.iter().map(text).collect::<Option<_>>()?,
+    holder_count: int(holder_count)?.max(0) as u64,
+    queue_length: int(queue_length)?.max(0) as u64,
+    fence: int(fence)?,
+  })
+}
+
+/// Permits held through a handle, as the watchdog renews and releases them.
+struct PermitHold {
+  semaphore: Arc<Semaphore>,
+  keys: SemaphoreKeys,
+  token: String,
+}
+
+impl Renewal for PermitHold {
+  fn renew(&self, ttl_ms: u64) -> BoxFuture<'_, Result<Option<Instant>>> {
+    Box::pin(
+      self
+        .semaphore
+        .extend_stored(&self.keys, &self.token, ttl_ms),
+    )
+  }
+
+  fn release(&self) -> BoxFuture<'_, Result<bool>> {
+    Box::pin(self.semaphore.release_stored(&self.keys, &self.token))
+  }
+
+  fn as_any(&self) -> &dyn std::any::Any {
+    self
+  }
+}

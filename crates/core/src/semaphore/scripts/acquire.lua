@@ -1,0 +1,43 @@
+-- Takes ARGV[2] permits of a semaphore of ARGV[3] permits for ARGV[1], for ARGV[4] ms.
+-- ARGV[5] "1": fair, first come first served: the caller joins the queue (or refreshes its
+-- liveness deadline, ARGV[6] ms from now) and is admitted only at its head, so a request for
+-- many permits is never passed by smaller ones. A caller that is not fair is admitted only
+-- while nobody queues, so it cannot pass fair waiters either. ARGV[7]: the channel that tells
+-- waiters to look again.
+-- Returns {1, fence, permits left} if admitted (also when an earlier attempt of the same wait
+-- was), else {0, permits left, ms until the first lease ends or -1}.
+reclaim_expired()
+drop_silent_waiters()
+local holder, wanted, permits, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if redis.call('ZSCORE', KEYS[1], holder) then
+  redis.call('ZADD', KEYS[1], now + ttl, holder)
+  keep_alive()
+  return {1, tonumber(redis.call('GET', KEYS[7]) or '0'), permits - in_use()}
+end
+local free = permits - in_use()
+if ARGV[5] == '1' then
+  if not redis.call('ZSCORE', KEYS[4], holder) then
+    redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[6]), holder)
+  end
+  redis.call('ZADD', KEYS[5], now + tonumber(ARGV[6]), holder)
+  local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
+  if head ~= holder or free < wanted then
+    keep_alive()
+    return {0, free, first_lease_end()}
+  end
+  redis.call('ZREM', KEYS[4], holder)
+  redis.call('ZREM', KEYS[5], holder)
+elseif free < wanted or redis.call('ZCARD', KEYS[4]) > 0 then
+  return {0, free, first_lease_end()}
+end
+redis.call('HSET', KEYS[2], holder, wanted)
+redis.call('ZADD', KEYS[1], now + ttl, holder)
+redis.call('INCRBY', KEYS[3], wanted)
+local fence = redis.call('INCR', KEYS[7])
+redis.call('PERSIST', KEYS[7])
+keep_alive()
+if free - wanted > 0 and redis.call('ZCARD', KEYS[4]) > 0 then
+  -- The next in the queue may fit in what is left.
+  redis.call('PUBLISH', ARGV[7], '')
+end
+return {1, fence, free - wanted}
