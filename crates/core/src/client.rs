@@ -6,12 +6,14 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::mutex::Mutex;
 use crate::options::ClientOptions;
+use crate::rwlock::RwLock;
 use crate::semaphore::Semaphore;
 
 pub struct Client {
   engine: Arc<Engine>,
   mutex: Arc<Mutex>,
   semaphore: Arc<Semaphore>,
+  rwlock: Arc<RwLock>,
 }
 
 impl Client {
@@ -22,6 +24,7 @@ impl Client {
     Ok(Client {
       mutex: Arc::new(Mutex::new(engine.clone())),
       semaphore: Arc::new(Semaphore::new(engine.clone())),
+      rwlock: Arc::new(RwLock::new(engine.clone())),
       engine,
     })
   }
@@ -34,6 +37,11 @@ impl Client {
   /// One holder per key.
   pub fn mutex(&self) -> &Arc<Mutex> {
     &self.mutex
+  }
+
+  /// Many readers or one writer.
+  pub fn rwlock(&self) -> &Arc<RwLock> {
+    &self.rwlock
   }
 
   /// Up to a number of permits in use at once.

@@ -35,6 +35,8 @@ pub enum ErrorKind {
   Aborted,
   /// Fewer replicas than asked acknowledged a new lock (`replicaAck` with policy `fail`).
   Replication,
+  /// A read lock could not become a write lock: other readers hold it.
+  UpgradeRefused,
   /// A failure relock did not expect.
   Internal,
 }
@@ -56,6 +58,7 @@ impl ErrorKind {
       ErrorKind::Unsupported => "ERR_RELOCK_UNSUPPORTED",
       ErrorKind::Aborted => "ABORT_ERR",
       ErrorKind::Replication => "ERR_RELOCK_REPLICATION",
+      ErrorKind::UpgradeRefused => "ERR_RELOCK_UPGRADE_REFUSED",
       ErrorKind::Internal => "ERR_RELOCK_INTERNAL",
     }
   }

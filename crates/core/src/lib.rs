@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod mutex;
 pub mod options;
+pub mod rwlock;
 pub mod semaphore;
 pub mod settings;
 pub mod validate;
@@ -20,6 +21,7 @@ pub use mutex::acquire::AcquireOptions;
 pub use mutex::inspect::{Listing, LockState, QueuedWaiter, LIST_LIMIT};
 pub use mutex::{Lease, Mutex};
 pub use options::{ClientOptions, LogLevel, ReplicaAck, ReplicaPolicy, RetryPolicy, TlsOptions};
+pub use rwlock::{Mode, RwLock, RwState};
 pub use semaphore::{PermitHolder, Semaphore, SemaphoreOptions, SemaphoreState};
 pub use settings::{
   AcquireSettings, ClientSettings, ReplicaAckSettings, RetrySettings, TlsSettings,

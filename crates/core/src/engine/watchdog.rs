@@ -181,6 +181,11 @@ impl HeldLock {
     self.fence.store(fence, Ordering::Release)
   }
 
+  /// The lease each renewal asks for.
+  pub fn ttl_ms(&self) -> u64 {
+    self.state.lock().expect("held lock state").ttl_ms
+  }
+
   /// A multi-key lock's keys with their fences; empty for one key.
   pub fn parts(&self) -> &[(String, i64)] {
     &self.parts
@@ -319,7 +324,8 @@ impl HeldLock {
     }
   }
 
-  fn ensure_held(&self) -> Result<()> {
+  /// Fails with [`ErrorKind::LockLost`] once the hold was released or lost.
+  pub fn ensure_held(&self) -> Result<()> {
     let state = self.state.lock().expect("lock state");
     match state.phase {
       Phase::Held => Ok(()),

@@ -1,0 +1,465 @@
+//! A read-write lock: many readers or one writer. Writer-preferring: once a writer waits, new
+//! readers wait behind it, so writers never starve; `fair` serves readers and writers strictly
+//! in arrival order. Every reader has its own lease on Redis's clock, renewed by the watchdog,
+//! so a crashed reader holds a writer back for at most its ttl. The write lock is the key's
+//! plain token (as a mutex's is), and its fence comes from the counter a mutex on the same key
+//! uses.
+
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use redis::{Script, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::host::Host;
+use crate::engine::new_token;
+use crate::engine::stats::Event;
+use crate::engine::wait::{attempt_until_granted, recheck_after, Attempt, Stop};
+use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
+use crate::engine::Engine;
+use crate::error::{Error, ErrorKind, Result};
+use crate::mutex::acquire::{AcquireOptions, FAIR_LIVENESS};
+use crate::mutex::keys::LockKeys;
+use crate::validate;
+
+const PRELUDE: &str = include_str!("scripts/prelude.lua");
+
+fn with_prelude(body: &str) -> Script {
+  Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+static READ: LazyLock<Script> = LazyLock::new(|| with_prelude(include_str!("scripts/read.lua")));
+static WRITE: LazyLock<Script> = LazyLock::new(|| with_prelude(include_str!("scripts/write.lua")));
+static RELEASE: LazyLock<Script> =
+  LazyLock::new(|| with_prelude(include_str!("scripts/release.lua")));
+static EXTEND: LazyLock<Script> =
+  LazyLock::new(|| with_prelude(include_str!("scripts/extend.lua")));
+static DOWNGRADE: LazyLock<Script> =
+  LazyLock::new(|| with_prelude(include_str!("scripts/downgrade.lua")));
+static UPGRADE: LazyLock<Script> =
+  LazyLock::new(|| with_prelude(include_str!("scripts/upgrade.lua")));
+static STATE: LazyLock<Script> = LazyLock::new(|| with_prelude(include_str!("scripts/state.lua")));
+
+/// Most readers and queued waiters `state` lists; their counts are always exact.
+pub const STATE_LIST_LIMIT: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+  Read,
+  Write,
+}
+
+impl Mode {
+  fn flag(self) -> &'static str {
+    match self {
+      Mode::Read => "r",
+      Mode::Write => "w",
+    }
+  }
+}
+
+/// The keys of one read-write lock, all in the hash slot of its name.
+#[derive(Debug, Clone)]
+pub struct RwKeys {
+  pub lock: String,
+  pub readers: String,
+  pub writers: String,
+  pub queue: String,
+  pub liveness: String,
+  pub arrivals: String,
+  /// Shared with a mutex on the same key, as is the channel.
+  pub fence: String,
+  pub channel: String,
+}
+
+impl RwKeys {
+  pub fn new(key: &str) -> RwKeys {
+    let shared = LockKeys::new(key);
+    let side = |name: &str| {
+      shared
+        .fence
+        .replace(":relock:fence", &format!(":relock:rw:{name}"))
+    };
+    RwKeys {
+      readers: side("readers"),
+      writers: side("writers"),
+      queue: side("queue"),
+      liveness: side("liveness"),
+      arrivals: side("arrivals"),
+      lock: shared.lock,
+      fence: shared.fence,
+      channel: shared.channel,
+    }
+  }
+
+  /// In the order the scripts declare them.
+  fn all(&self) -> [&str; 7] {
+    [
+      &self.lock,
+      &self.readers,
+      &self.writers,
+      &self.queue,
+      &self.liveness,
+      &self.arrivals,
+      &self.fence,
+    ]
+  }
+}
+
+/// A read-write lock's state, for callers and operators.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RwState {
+  pub writer: Option<String>,
+  pub writer_ttl_ms: Option<i64>,
+  /// Readers with their ms left (at most [`STATE_LIST_LIMIT`]), soonest lease end first.
+  pub readers: Vec<(String, i64)>,
+  pub reader_count: u64,
+  pub waiting_writers: u64,
+  /// Fair waiters in queue order, each with its mode (at most [`STATE_LIST_LIMIT`]).
+  pub queue: Vec<(Mode, String)>,
+  pub queue_length: u64,
+  pub fence: i64,
+}
+
+pub struct RwLock {
+  engine: Arc<Engine>,
+}
+
+impl RwLock {
+  pub fn new(engine: Arc<Engine>) -> RwLock {
+    RwLock { engine }
+  }
+
+  fn host(&self) -> Result<&Arc<Host>> {
+    self.engine.single_host("a read-write lock")
+  }
+
+  /// Waits until `key` is held in `mode` for this caller, then hands the hold to a guardian
+  /// that renews it and reports its loss through `on_lost`. The checks are made now, the
+  /// waiting in the returned future.
+  pub fn begin_acquire(
+    self: &Arc<Self>,
+    key: &str,
+    mode: Mode,
+    options: AcquireOptions,
+    cancel: CancellationToken,
+    on_lost: LostCallback,
+  ) -> impl std::future::Future<Output = Result<Arc<HeldLock>>> + Send + 'static {
+    let rwlock = self.clone();
+    let name = key.to_owned();
+    let keys = RwKeys::new(&self.engine.redis_key(key));
+    let checked = validate::key(key)
+      .and_then(|()| self.engine.ensure_open())
+      .and_then(|()| self.host().map(|_| ()));
+    async move {
+      checked?;
+      let engine = &rwlock.engine;
+      let stop = Stop {
+        key: &name,
+        cancel,
+        closed: engine.closed_token().clone(),
+        started: Instant::now(),
+        deadline: options.wait.map(|wait| Instant::now() + wait),
+      };
+      let token = new_token();
+      let single = options.wait == Some(Duration::ZERO);
+      let outcome = attempt_until_granted(engine, &stop, single, &keys.channel, || {
+        rwlock.try_acquire(&keys, &token, mode, &options)
+      })
+      .await;
+      engine.count(&outcome, |_| Some(Event::Acquired));
+      match outcome {
+        Ok((fence, valid_until)) => {
+          let grant = Grant {
+            token: token.clone(),
+            fence,
+            parts: Vec::new(),
+            ttl_ms: options.ttl_ms,
+            valid_until,
+            watchdog: options.watchdog,
+            max_hold: options.max_hold,
+          };
+          let hold = Box::new(RwHold {
+            rwlock: rwlock.clone(),
+            keys,
+            token,
+            mode: tokio::sync::Mutex::new(mode),
+          });
+          Ok(HeldLock::start(engine.clone(), hold, grant, name, on_lost))
+        }
+        Err(error) => {
+          // An attempt whose answer was not awaited (an abort) may still take the lock, and a
+          // waiter leaves the waiting writers or the queue: the release, on the same
+          // connection, comes after it.
+          let rwlock = rwlock.clone();
+          engine.track(async move {
+            let _ = rwlock.release_stored(&keys, &token).await;
+          });
+          Err(error)
+        }
+      }
+    }
+  }
+
+  fn try_acquire<'a>(
+    &'a self,
+    keys: &'a RwKeys,
+    token: &'a str,
+    mode: Mode,
+    options: &'a AcquireOptions,
+  ) -> BoxFuture<'a, Result<Attempt<(i64, Instant)>>> {
+    Box::pin(async move {
+      let host = self.host()?;
+      let sent = Instant::now();
+      let lease_ms = options.lease_ms();
+      let liveness_ms = FAIR_LIVENESS.as_millis() as u64;
+      let fair = if options.fair { "1" } else { "0" };
+      let script = match mode {
+        Mode::Read => &READ,
+        Mode::Write => &WRITE,
+      };
+      let reply: Vec<i64> = host
+        .eval(
+          script,
+          &keys.all(),
+          &[&token, &lease_ms, &fair, &liveness_ms, &keys.channel],
+        )
+        .await?;
+      match reply.as_slice() {
+        [1, rest @ ..] => match self.engine.lease_until(sent, lease_ms) {
+          Some(until) => Ok(Attempt::Taken((rest.first().copied().unwrap_or(0), until))),
+          None => {
+            self.release_stored(keys, token).await?;
+            Ok(Attempt::Busy(Duration::ZERO))
+          }
+        },
+        [0, recheck_ms] => {
+          let recheck = recheck_after(Some(*recheck_ms));
+          // A waiting writer and a fair waiter keep their place by checking in.
+          let checks_in = options.fair || mode == Mode::Write;
+          Ok(Attempt::Busy(if checks_in {
+            recheck.min(FAIR_LIVENESS / 3)
+          } else {
+            recheck
+          }))
+        }
+        _ => Err(unexpected(host, "acquire")),
+      }
+    })
+  }
+
+  async fn release_stored(&self, keys: &RwKeys, token: &str) -> Result<bool> {
+    let host = self.host()?;
+    let released: i64 = host
+      .eval(&RELEASE, &keys.all(), &[&token, &keys.channel])
+      .await?;
+    Ok(released == 1)
+  }
+
+  async fn extend_stored(
+    &self,
+    keys: &RwKeys,
+    token: &str,
+    mode: Mode,
+    ttl_ms: u64,
+  ) -> Result<Option<Instant>> {
+    let host = self.host()?;
+    let sent = Instant::now();
+    let renewed: i64 = host
+      .eval(&EXTEND, &keys.all(), &[&token, &ttl_ms, &mode.flag()])
+      .await?;
+    Ok(if renewed == 1 {
+      self.engine.lease_until(sent, ttl_ms)
+    } else {
+      None
+    })
+  }
+
+  fn hold_of<'h>(&self, held: &'h HeldLock) -> Result<&'h RwHold> {
+    held
+      .renewal()
+      .as_any()
+      .downcast_ref::<RwHold>()
+      .ok_or_else(|| {
+        Error::invalid_argument(format!(
+          "'{}' is not held through a read-write lock",
+          held.key()
+        ))
+      })
+  }
+
+  /// Turns a write hold into a read hold without letting another writer in between; the
+  /// handle stays the same and keeps its fence.
+  pub async fn downgrade(&self, held: &HeldLock) -> Result<()> {
+    let hold = self.hold_of(held)?;
+    self.engine.ensure_open()?;
+    let mut mode = hold.mode.lock().await;
+    if *mode == Mode::Read {
+      return Err(Error::invalid_argument(format!(
+        "'{}' is held for reading already",
+        held.key()
+      )));
+    }
+    held.ensure_held()?;
+    let host = self.host()?;
+    let done: i64 = host
+      .eval(
+        &DOWNGRADE,
+        &hold.keys.all(),
+        &[&hold.token, &held.ttl_ms(), &hold.keys.channel],
+      )
+      .await?;
+    if done != 1 {
+      return Err(lost(held, "before it could be downgraded"));
+    }
+    *mode = Mode::Read;
+    Ok(())
+  }
+
+  /// Turns a read hold into the write hold, only if this caller is the only reader; the handle
+  /// stays the same and gets a new fence.
+  pub async fn upgrade(&self, held: &HeldLock) -> Result<i64> {
+    let hold = self.hold_of(held)?;
+    self.engine.ensure_open()?;
+    let mut mode = hold.mode.lock().await;
+    if *mode == Mode::Write {
+      return Err(Error::invalid_argument(format!(
+        "'{}' is held for writing already",
+        held.key()
+      )));
+    }
+    held.ensure_held()?;
+    let host = self.host()?;
+    let reply: Vec<i64> = host
+      .eval(&UPGRADE, &hold.keys.all(), &[&hold.token, &held.ttl_ms()])
+      .await?;
+    match reply.as_slice() {
+      [1, fence] => {
+        *mode = Mode::Write;
+        held.set_fence(*fence);
+        Ok(*fence)
+      }
+      [0, others] => Err(Error::new(
+        ErrorKind::UpgradeRefused,
+        format!(
+          "'{}' cannot be upgraded to a write lock: {others} other reader(s) hold it; only the only reader can upgrade (release and take the write lock instead)",
+          held.key()
+        ),
+      )),
+      [-1] => Err(Error::new(
+        ErrorKind::UpgradeRefused,
+        format!(
+          "'{}' cannot be upgraded to a write lock: another client holds the key as a plain lock",
+          held.key()
+        ),
+      )),
+      [-2] => Err(lost(held, "before it could be upgraded")),
+      _ => Err(unexpected(host, "upgrade")),
+    }
+  }
+
+  /// Writer, readers and waiters of `key`; leases that ran out are dropped first.
+  pub async fn state(&self, key: &str) -> Result<RwState> {
+    validate::key(key)?;
+    self.engine.ensure_open()?;
+    let host = self.host()?;
+    let keys = RwKeys::new(&self.engine.redis_key(key));
+    let reply: Vec<Value> = host.eval(&STATE, &keys.all(), &[&STATE_LIST_LIMIT]).await?;
+    parse_state(reply).ok_or_else(|| unexpected(host, "state"))
+  }
+}
+
+fn lost(held: &HeldLock, when: &str) -> Error {
+  Error::new(
+    ErrorKind::LockLost,
+    format!("the lock on '{}' was lost {when}", held.key()),
+  )
+}
+
+fn unexpected(host: &Host, script: &str) -> Error {
+  Error::new(
+    ErrorKind::Redis,
+    format!(
+      "{}: unexpected reply to the read-write lock {script} script",
+      host.label()
+    ),
+  )
+}
+
+fn parse_state(reply: Vec<Value>) -> Option<RwState> {
+  let int = |value: &Value| match value {
+    Value::Int(number) => Some(*number),
+    _ => None,
+  };
+  let text = |value: &Value| match value {
+    Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+    Value::SimpleString(text) => Some(text.clone()),
+    _ => None,
+  };
+  let [writer, writer_ttl, Value::Array(readers), waiting_writers, Value::Array(queue), reader_count, queue_length, fence] =
+    reply.as_slice()
+  else {
+    return None;
+  };
+  let writer = text(writer);
+  Some(RwState {
+    writer_ttl_ms: writer.as_ref().and(int(writer_ttl)).filter(|ttl| *ttl >= 0),
+    writer,
+    readers: readers
+      .chunks(2)
+      .map(|entry| match entry {
+        [token, ttl] => Some((text(token)?, int(ttl)?)),
+        _ => None,
+      })
+      .collect::<Option<_>>()?,
+    reader_count: int(reader_count)?.max(0) as u64,
+    waiting_writers: int(waiting_writers)?.max(0) as u64,
+    queue: queue
+      .iter()
+      .map(|member| {
+        let member = text(member)?;
+        let mode = if member.starts_with('w') {
+          Mode::Write
+        } else {
+          Mode::Read
+        };
+        Some((mode, member.get(1..)?.to_owned()))
+      })
+      .collect::<Option<_>>()?,
+    queue_length: int(queue_length)?.max(0) as u64,
+    fence: int(fence)?,
+  })
+}
+
+/// A read or write hold through a handle, as the watchdog renews and releases it. Its mode
+/// changes only under the lock, so a renewal never renews the mode the hold just left.
+struct RwHold {
+  rwlock: Arc<RwLock>,
+  keys: RwKeys,
+  token: String,
+  mode: tokio::sync::Mutex<Mode>,
+}
+
+impl Renewal for RwHold {
+  fn renew(&self, ttl_ms: u64) -> BoxFuture<'_, Result<Option<Instant>>> {
+    Box::pin(async move {
+      let mode = self.mode.lock().await;
+      self
+        .rwlock
+        .extend_stored(&self.keys, &self.token, *mode, ttl_ms)
+        .await
+    })
+  }
+
+  fn release(&self) -> BoxFuture<'_, Result<bool>> {
+    Box::pin(async move {
+      let _mode = self.mode.lock().await;
+      self.rwlock.release_stored(&self.keys, &self.token).await
+    })
+  }
+
+  fn as_any(&self) -> &dyn std::any::Any {
+    self
+  }
+}

@@ -1,0 +1,70 @@
+-- Shared by every read-write lock script (put in front of each). Leases and liveness deadlines
+-- are read against Redis's own clock, so client clocks never matter.
+-- KEYS[1] the write lock (the writer's token, set with SET NX PX as a plain lock is),
+-- KEYS[2] readers (zset: token -> end of its lease, ms), KEYS[3] waiting writers (zset: token
+-- -> liveness deadline, ms), KEYS[4] fair queue (zset: "r" or "w" .. token -> arrival number),
+-- KEYS[5] fair waiters' liveness (zset: same members -> deadline, ms), KEYS[6] arrival
+-- counter, KEYS[7] fence counter (shared with a plain lock on the same key)
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+
+-- Readers whose lease ran out (crashed, say) and waiters that stopped checking in are gone.
+local function prune()
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  while true do
+    local silent = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 256)
+    if #silent == 0 then
+      return
+    end
+    for _, member in ipairs(silent) do
+      redis.call('ZREM', KEYS[5], member)
+      redis.call('ZREM', KEYS[4], member)
+    end
+  end
+end
+
+-- The side keys live as long as the longest lease or waiter, so an idle lock leaves nothing
+-- behind but its fence counter (which never expires).
+local function keep_alive()
+  local last = 0
+  for _, zset in ipairs({KEYS[2], KEYS[3], KEYS[5]}) do
+    local newest = redis.call('ZRANGE', zset, -1, -1, 'WITHSCORES')
+    if newest[2] and tonumber(newest[2]) > last then
+      last = tonumber(newest[2])
+    end
+  end
+  if last <= now then
+    redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+    return
+  end
+  for i = 2, 6 do
+    redis.call('PEXPIRE', KEYS[i], last - now + 1000)
+  end
+end
+
+-- Joins the fair queue (or refreshes the liveness deadline there); returns the member.
+local function queue_up(member, liveness)
+  if not redis.call('ZSCORE', KEYS[4], member) then
+    redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[6]), member)
+  end
+  redis.call('ZADD', KEYS[5], now + liveness, member)
+end
+
+local function leave_queue(member)
+  redis.call('ZREM', KEYS[4], member)
+  redis.call('ZREM', KEYS[5], member)
+end
+
+-- When to look again at the latest: when the writer's or the first reader's lease ends.
+local function recheck_in()
+  local writer = redis.call('PTTL', KEYS[1])
+  if writer > 0 then
+    return writer
+  end
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  if first[2] then
+    return tonumber(first[2]) - now
+  end
+  return -1
+end

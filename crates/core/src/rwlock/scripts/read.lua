@@ -1,0 +1,41 @@
+-- Takes a read lease for ARGV[1] of ARGV[2] ms. Readers share the lock; they are refused while
+-- a writer holds it and, so that writers never starve, while a writer waits. ARGV[3] "1": fair,
+-- strictly in arrival order: admitted once only readers are ahead in the queue (ARGV[4]: a
+-- waiter's liveness window, ms). ARGV[5]: the channel that tells waiters to look again.
+-- Returns {1} if admitted (also when an earlier attempt of the same wait was), else
+-- {0, ms until a lease ends, or -1}.
+prune()
+local token, ttl = ARGV[1], tonumber(ARGV[2])
+if redis.call('ZSCORE', KEYS[2], token) then
+  redis.call('ZADD', KEYS[2], now + ttl, token)
+  keep_alive()
+  return {1}
+end
+if ARGV[3] == '1' then
+  local member = 'r' .. token
+  queue_up(member, tonumber(ARGV[4]))
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    keep_alive()
+    return {0, recheck_in()}
+  end
+  local rank = redis.call('ZRANK', KEYS[4], member)
+  if rank > 0 then
+    for _, ahead in ipairs(redis.call('ZRANGE', KEYS[4], 0, rank - 1)) do
+      if string.sub(ahead, 1, 1) == 'w' then
+        keep_alive()
+        return {0, -1}
+      end
+    end
+  end
+  leave_queue(member)
+elseif redis.call('EXISTS', KEYS[1]) == 1 or redis.call('ZCARD', KEYS[3]) > 0
+    or redis.call('ZCARD', KEYS[4]) > 0 then
+  return {0, recheck_in()}
+end
+redis.call('ZADD', KEYS[2], now + ttl, token)
+keep_alive()
+if redis.call('ZCARD', KEYS[4]) > 0 then
+  -- Readers queued right behind this one may come in as well.
+  redis.call('PUBLISH', ARGV[5], '')
+end
+return {1}

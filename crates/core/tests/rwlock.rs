@@ -1,0 +1,306 @@
+//! Read-write locks on a real redis-server: readers share, a writer is alone, a waiting writer
+//! turns new readers away, a crashed reader holds a writer back for at most its ttl, fair mode
+//! serves strictly in arrival order, downgrade and upgrade, and the write lock is the key's
+//! plain lock.
+
+mod support;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use relock_core::{
+  AcquireOptions, Client, ClientOptions, ErrorKind, HeldLock, Mode, RetryPolicy, RwLock,
+};
+use support::RedisServer;
+use tokio_util::sync::CancellationToken;
+
+fn client(server: &RedisServer) -> (Client, Arc<RwLock>) {
+  let client = Client::new(&[server.url()], ClientOptions::default()).unwrap();
+  let rwlock = client.rwlock().clone();
+  (client, rwlock)
+}
+
+fn options(wait_ms: u64, fair: bool) -> AcquireOptions {
+  AcquireOptions {
+    ttl_ms: 5000,
+    wait: Some(Duration::from_millis(wait_ms)),
+    fair,
+    watchdog: true,
+    max_hold: None,
+  }
+}
+
+async fn take(
+  rwlock: &Arc<RwLock>,
+  mode: Mode,
+  options: AcquireOptions,
+) -> relock_core::Result<Arc<HeldLock>> {
+  rwlock
+    .begin_acquire(
+      "doc",
+      mode,
+      options,
+      CancellationToken::new(),
+      Box::new(|_| {}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn readers_share_a_writer_is_alone_and_a_waiting_writer_stops_new_readers() {
+  let server = RedisServer::start();
+  let (_client, rwlock) = client(&server);
+  let first = take(&rwlock, Mode::Read, options(0, false)).await.unwrap();
+  let second = take(&rwlock, Mode::Read, options(0, false)).await.unwrap();
+  let refused = take(&rwlock, Mode::Write, options(0, false))
+    .await
+    .unwrap_err();
+  assert_eq!(refused.kind(), ErrorKind::WaitTimeout);
+
+  let writer = tokio::spawn({
+    let rwlock = rwlock.clone();
+    async move { take(&rwlock, Mode::Write, options(5000, false)).await }
+  });
+  tokio::time::sleep(Duration::from_millis(100)).await;
+  let late = take(&rwlock, Mode::Read, options(0, false))
+    .await
+    .unwrap_err();
+  assert_eq!(
+    late.kind(),
+    ErrorKind::WaitTimeout,
+    "a reader does not pass a waiting writer"
+  );
+  let state = rwlock.state("doc").await.unwrap();
+  assert_eq!((state.reader_count, state.waiting_writers), (2, 1));
+  assert!(first.release().await.unwrap());
+  assert!(!writer.is_finished());
+  let released_at = Instant::now();
+  assert!(second.release().await.unwrap());
+  let writer = writer.await.unwrap().unwrap();
+  assert!(
+    released_at.elapsed() < Duration::from_millis(500),
+    "woken by the release"
+  );
+  assert_eq!(server.cli(&["GET", "doc"]).unwrap().trim(), writer.token());
+  assert!(take(&rwlock, Mode::Read, options(0, false)).await.is_err());
+  assert!(writer.release().await.unwrap());
+  let reader = take(&rwlock, Mode::Read, options(0, false)).await.unwrap();
+  assert!(reader.release().await.unwrap());
+}
+
+#[tokio::test]
+async fn the_write_lock_is_the_keys_plain_lock_and_shares_its_fences() {
+  let server = RedisServer::start();
+  let client = Client::new(&[server.url()], ClientOptions::default()).unwrap();
+  let lease = client
+    .mutex()
+    .acquire(
+      "doc",
+      options(0, false),
+      CancellationToken::new(),
+      Box::new(|_| {}),
+    )
+    .await
+    .unwrap();
+  let refused = take(client.rwlock(), Mode::Write, options(0, false))
+    .await
+    .unwrap_err();
+  assert_eq!(refused.kind(), ErrorKind::WaitTimeout);
+  let fence = lease.fence();
+  assert!(lease.release().await.unwrap());
+  let writer = take(client.rwlock(), Mode::Write, options(0, false))
+    .await
+    .unwrap();
+  assert_eq!(writer.fence(), fence + 1);
+  assert!(client
+    .mutex()
+    .lock("doc", 1000, &RetryPolicy::default())
+    .await
+    .unwrap()
+    .is_none());
+  assert!(writer.release().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_crashed_reader_holds_a_writer_back_for_at_most_its_ttl() {
+  let server = RedisServer::start();
+  let (_client, rwlock) = client(&server);
+  let mut silent = options(0, false);
+  silent.ttl_ms = 400;
+  silent.watchdog = false;
+  let _crashed = take(&rwlock, Mode::Read, silent).await.unwrap();
+  let started = Instant::now();
+  let writer = take(&rwlock, Mode::Write, options(5000, false))
+    .await
+    .unwrap();
+  let waited = started.elapsed();
+  assert!(
+    waited >= Duration::from_millis(300) && waited < Duration::from_millis(1500),
+    "the writer came in after {waited:?}"
+  );
+  assert!(writer.release().await.unwrap());
+}
+
+#[tokio::test]
+async fn downgrade_keeps_the_hold_and_upgrade_needs_the_only_reader() {
+  let server = RedisServer::start();
+  let (_client, rwlock) = client(&server);
+  let writer = take(&rwlock, Mode::Write, options(0, false)).await.unwrap();
+  let fence = writer.fence();
+  rwlock.downgrade(&writer).await.unwrap();
+  assert_eq!(server.cli(&["EXISTS", "doc"]).unwrap().trim(), "0");
+  let other = take(&rwlock, Mode::Read, options(0, false)).await.unwrap();
+  assert!(take(&rwlock, Mode::Write, options(0, false)).await.is_err());
+  assert_eq!(rwlock.state("doc").await.unwrap().reader_count, 2);
+
+  let refused = rwlock.upgrade(&writer).await.unwrap_err();
+  assert_eq!(refused.kind(), ErrorKind::UpgradeRefused);
+  assert!(refused.message().contains("1 other reader"), "{refused}");
+  assert!(other.release().await.unwrap());
+  let upgraded = rwlock.upgrade(&writer).await.unwrap();
+  assert!(upgraded > fence, "an upgrade gets a new fence");
+  assert_eq!(writer.fence(), upgraded);
+  assert_eq!(server.cli(&["GET", "doc"]).unwrap().trim(), writer.token());
+  assert_eq!(
+    rwlock.upgrade(&other).await.unwrap_err().kind(),
+    ErrorKind::LockLost,
+    "a released hold cannot be upgraded"
+  );
+  assert_eq!(
+    rwlock.upgrade(&writer).await.unwrap_err().kind(),
+    ErrorKind::InvalidArgument,
+    "a write hold is not upgraded"
+  );
+  assert!(writer.release().await.unwrap());
+  let state = rwlock.state("doc").await.unwrap();
+  assert_eq!((state.writer, state.reader_count), (None, 0));
+}
+
+#[tokio::test]
+async fn the_watchdog_renews_readers_and_a_downgraded_writer() {
+  let server = RedisServer::start();
+  let (_client, rwlock) = client(&server);
+  let mut short = options(0, false);
+  short.ttl_ms = 300;
+  let reader = take(&rwlock, Mode::Read, short.clone()).await.unwrap();
+  let writer_side = take(&rwlock, Mode::Read, short.clone()).await.unwrap();
+  assert!(writer_side.release().await.unwrap());
+  tokio::time::sleep(Duration::from_millis(900)).await;
+  assert!(reader.is_valid());
+  assert_eq!(rwlock.state("doc").await.unwrap().reader_count, 1);
+  assert!(reader.release().await.unwrap());
+
+  let writer = take(&rwlock, Mode::Write, short).await.unwrap();
+  rwlock.downgrade(&writer).await.unwrap();
+  tokio::time::sleep(Duration::from_millis(900)).await;
+  assert!(writer.is_valid(), "renewed as a reader");
+  assert_eq!(rwlock.state("doc").await.unwrap().reader_count, 1);
+  assert!(writer.release().await.unwrap());
+}
+
+#[tokio::test]
+async fn fair_mode_serves_readers_and_writers_in_arrival_order() {
+  let server = RedisServer::start();
+  let (_client, rwlock) = client(&server);
+  let holder = take(&rwlock, Mode::Write, options(0, true)).await.unwrap();
+  let served = Arc::new(std::sync::Mutex::new(Vec::new()));
+  let mut waiters = Vec::new();
+  for (name, mode) in [
+    ("r1", Mode::Read),
+    ("w2", Mode::Write),
+    ("r3", Mode::Read),
+    ("r4", Mode::Read),
+  ] {
+    let (rwlock, served) = (rwlock.clone(), served.clone());
+    waiters.push(tokio::spawn(async move {
+      let held = take(&rwlock, mode, options(10_000, true)).await.unwrap();
+      served.lock().unwrap().push(name);
+      tokio::time::sleep(Duration::from_millis(100)).await;
+      served.lock().unwrap().push("out");
+      held.release().await.unwrap();
+    }));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+  }
+  let state = rwlock.state("doc").await.unwrap();
+  assert_eq!(
+    state
+      .queue
+      .iter()
+      .map(|(mode, _)| *mode)
+      .collect::<Vec<_>>(),
+    vec![Mode::Read, Mode::Write, Mode::Read, Mode::Read]
+  );
+  assert!(holder.release().await.unwrap());
+  for waiter in waiters {
+    waiter.await.unwrap();
+  }
+  let served = served.lock().unwrap().clone();
+  // r1 alone, then w2 alone, then r3 and r4 together.
+  assert_eq!(&served[..4], &["r1", "out", "w2", "out"]);
+  let mut last = served[4..].to_vec();
+  last.sort();
+  assert_eq!(last, vec!["out", "out", "r3", "r4"]);
+  assert_eq!(
+    served[4..6].iter().filter(|name| **name != "out").count(),
+    2,
+    "r3 and r4 read together: {served:?}"
+  );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_a_reader_beside_a_writer_nor_two_writers_under_contention() {
+  let server = RedisServer::start();
+  let (_client, rwlock) = client(&server);
+  // Positive: readers inside; -1: a writer inside.
+  let inside = Arc::new(AtomicI64::new(0));
+  let most_readers = Arc::new(AtomicI64::new(0));
+  let writes = Arc::new(AtomicI64::new(0));
+  let tasks: Vec<_> = (0..8)
+    .map(|worker| {
+      let (rwlock, inside, most_readers, writes) = (
+        rwlock.clone(),
+        inside.clone(),
+        most_readers.clone(),
+        writes.clone(),
+      );
+      tokio::spawn(async move {
+        for round in 0..12 {
+          let fair = worker % 3 == 0;
+          if (worker + round) % 4 == 0 {
+            let held = take(&rwlock, Mode::Write, options(20_000, fair))
+              .await
+              .unwrap();
+            assert_eq!(
+              inside.compare_exchange(0, -1, Ordering::SeqCst, Ordering::SeqCst),
+              Ok(0),
+              "a writer came in beside others"
+            );
+            writes.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            inside.store(0, Ordering::SeqCst);
+            assert!(held.release().await.unwrap());
+          } else {
+            let held = take(&rwlock, Mode::Read, options(20_000, fair))
+              .await
+              .unwrap();
+            let now = inside.fetch_add(1, Ordering::SeqCst);
+            assert!(now >= 0, "a reader came in beside a writer");
+            most_readers.fetch_max(now + 1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            inside.fetch_sub(1, Ordering::SeqCst);
+            assert!(held.release().await.unwrap());
+          }
+        }
+      })
+    })
+    .collect();
+  for task in tasks {
+    task.await.unwrap();
+  }
+  assert_eq!(writes.load(Ordering::SeqCst), 24);
+  assert!(
+    most_readers.load(Ordering::SeqCst) >= 2,
+    "readers shared the lock"
+  );
+}
