@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::multikey::MultiLock;
 use crate::mutex::Mutex;
 use crate::options::ClientOptions;
 use crate::rwlock::RwLock;
@@ -14,6 +15,7 @@ pub struct Client {
   mutex: Arc<Mutex>,
   semaphore: Arc<Semaphore>,
   rwlock: Arc<RwLock>,
+  multi: Arc<MultiLock>,
 }
 
 impl Client {
@@ -25,6 +27,7 @@ impl Client {
       mutex: Arc::new(Mutex::new(engine.clone())),
       semaphore: Arc::new(Semaphore::new(engine.clone())),
       rwlock: Arc::new(RwLock::new(engine.clone())),
+      multi: Arc::new(MultiLock::new(engine.clone())),
       engine,
     })
   }
@@ -37,6 +40,11 @@ impl Client {
   /// One holder per key.
   pub fn mutex(&self) -> &Arc<Mutex> {
     &self.mutex
+  }
+
+  /// All of several keys or none.
+  pub fn multi(&self) -> &Arc<MultiLock> {
+    &self.multi
   }
 
   /// Many readers or one writer.

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod engine;
 pub mod error;
+pub mod multikey;
 pub mod mutex;
 pub mod options;
 pub mod rwlock;
@@ -17,6 +18,7 @@ pub use engine::new_token;
 pub use engine::stats::{Counts, Event};
 pub use engine::watchdog::{HeldLock, LostCallback, Renewal};
 pub use error::{Error, ErrorKind, Result};
+pub use multikey::MultiLock;
 pub use mutex::acquire::AcquireOptions;
 pub use mutex::inspect::{Listing, LockState, QueuedWaiter, LIST_LIMIT};
 pub use mutex::{Lease, Mutex};

@@ -243,3 +243,92 @@ async fn fair_waiters_over_the_cluster_are_served_in_order_with_growing_fences()
   );
   client.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_key_locks_over_several_slots_are_all_or_none_without_deadlock() {
+  let nodes = start_cluster();
+  let client = Arc::new(client(&nodes));
+  let names: Vec<String> = (0..6).map(|index| format!("stock:{index}")).collect();
+  let slots: std::collections::HashSet<String> = names
+    .iter()
+    .map(|key| nodes[0].cli(&["CLUSTER", "KEYSLOT", key]).unwrap())
+    .collect();
+  assert!(slots.len() > 3, "the keys spread over slots");
+
+  let single = client
+    .mutex()
+    .lock("stock:5", 5000, &RetryPolicy::default())
+    .await
+    .unwrap()
+    .unwrap();
+  assert!(client.multi().lock(&names, 5000).await.unwrap().is_none());
+  for key in &names[..5] {
+    assert_eq!(
+      owner(&nodes, key).cli(&["EXISTS", key]).unwrap().trim(),
+      "0",
+      "{key} was given back"
+    );
+  }
+  assert!(client
+    .mutex()
+    .unlock("stock:5", &single.token)
+    .await
+    .unwrap());
+  let lease = client.multi().lock(&names, 5000).await.unwrap().unwrap();
+  for key in &names {
+    assert_eq!(
+      owner(&nodes, key).cli(&["GET", key]).unwrap().trim(),
+      lease.token
+    );
+  }
+  assert!(client.multi().unlock(&names, &lease.token).await.unwrap());
+
+  // Overlapping sets, named in different orders, from several tasks at once.
+  let sets: Vec<Vec<String>> = vec![
+    vec![names[0].clone(), names[1].clone(), names[2].clone()],
+    vec![names[2].clone(), names[1].clone()],
+    vec![names[3].clone(), names[0].clone()],
+    vec![names[1].clone(), names[3].clone()],
+  ];
+  let inside = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+  let tasks: Vec<_> = sets
+    .into_iter()
+    .cycle()
+    .take(8)
+    .map(|set| {
+      let (client, inside) = (client.clone(), inside.clone());
+      tokio::spawn(async move {
+        for _ in 0..8 {
+          let held = client
+            .multi()
+            .begin_acquire(
+              &set,
+              acquire_options(false),
+              CancellationToken::new(),
+              Box::new(|_| {}),
+            )
+            .await
+            .unwrap();
+          for key in &set {
+            assert!(
+              inside.lock().unwrap().insert(key.clone()),
+              "{key} held twice at once"
+            );
+          }
+          tokio::time::sleep(Duration::from_millis(1)).await;
+          for key in &set {
+            inside.lock().unwrap().remove(key);
+          }
+          assert!(held.release().await.unwrap());
+        }
+      })
+    })
+    .collect();
+  tokio::time::timeout(Duration::from_secs(60), async {
+    for task in tasks {
+      task.await.unwrap();
+    }
+  })
+  .await
+  .expect("no deadlock");
+}

@@ -188,6 +188,9 @@ pub enum Attempt<T> {
   Taken(T),
   /// Not granted now; when to look again at the latest (a release message may come sooner).
   Busy(Duration),
+  /// As `Busy`, with the channel whose release message to wait for instead of the wait's own
+  /// (the key that was held, among several).
+  BusyOn(Duration, String),
 }
 
 /// Makes attempts until one is granted or the wait ends, as every primitive waits: the first
@@ -207,7 +210,7 @@ where
   F: FnMut() -> Fut,
   Fut: Future<Output = Result<Attempt<T>>>,
 {
-  let mut subscription: Option<Subscription> = None;
+  let mut subscription: Option<(String, Subscription)> = None;
   let mut last_failure = None;
   let mut tries = Tries::new(single);
   loop {
@@ -217,17 +220,8 @@ where
     let recheck = match outcome {
       Ok(Attempt::Taken(granted)) => return Ok(granted),
       Err(error) if unreachable => return Err(error),
-      Ok(Attempt::Busy(_)) if subscription.is_none() => {
-        stop.check(None)?;
-        let bound = engine.options().command_timeout;
-        subscription = Some(
-          stop
-            .until(engine.notifications().subscribe(channel, bound), None)
-            .await?,
-        );
-        continue;
-      }
-      Ok(Attempt::Busy(recheck)) => recheck,
+      Ok(Attempt::Busy(recheck)) => Recheck::Hearing(recheck, channel.to_owned()),
+      Ok(Attempt::BusyOn(recheck, busy)) => Recheck::Hearing(recheck, busy),
       Err(error) if is_transient(&error) => {
         engine.options().log(LogLevel::Warn, || {
           format!(
@@ -236,17 +230,43 @@ where
           )
         });
         last_failure = Some(error);
-        engine.options().retry.pause()
+        Recheck::After(engine.options().retry.pause())
       }
       Err(error) => return Err(error),
     };
+    let recheck = match recheck {
+      Recheck::After(recheck) => recheck,
+      Recheck::Hearing(recheck, wanted) => {
+        if subscription.as_ref().map(|(current, _)| current) != Some(&wanted) {
+          // From now on releases are heard; look again at once in case one came before the
+          // subscription did. With no wait left, give up first.
+          stop.check(None)?;
+          let bound = engine.options().command_timeout;
+          let subscribed = stop
+            .until(engine.notifications().subscribe(&wanted, bound), None)
+            .await?;
+          subscription = Some((wanted, subscribed));
+          continue;
+        }
+        recheck
+      }
+    };
     stop
       .until(
-        message_or(subscription.as_mut(), recheck),
+        message_or(
+          subscription.as_mut().map(|(_, subscribed)| subscribed),
+          recheck,
+        ),
         last_failure.as_ref(),
       )
       .await?;
   }
+}
+
+enum Recheck {
+  After(Duration),
+  /// After this long or a release message on the channel.
+  Hearing(Duration, String),
 }
 
 /// Waits for any message on `subscription` or until `recheck` has passed.

@@ -1,0 +1,374 @@
+//! Multi-key locks: all keys or none, under one token. Keys in one hash slot are taken by one
+//! script; keys spread over Cluster slots are taken slot group by slot group in one global
+//! order (by slot number), and what was taken is given back as soon as one group is busy, so
+//! two callers with overlapping sets never hold part of what the other needs while waiting:
+//! no deadlock. Each key keeps its plain lock (a single lock on any of the keys excludes the
+//! multi-key lock and the other way round) and gets its own fence; the watchdog renews one
+//! group per script, and losing any key is losing the whole.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{join_all, BoxFuture};
+use redis::Script;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::host::Host;
+use crate::engine::new_token;
+use crate::engine::stats::Event;
+use crate::engine::wait::{attempt_until_granted, recheck_after, Attempt, Stop};
+use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
+use crate::engine::Engine;
+use crate::error::{Error, ErrorKind, Result};
+use crate::mutex::acquire::AcquireOptions;
+use crate::mutex::keys::{LockKeys, Wake};
+use crate::mutex::Lease;
+use crate::validate;
+
+static ACQUIRE: LazyLock<Script> =
+  LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
+static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+
+/// The fences of every key, in the order taken, and until when the lease is safe.
+type Taken = (Vec<i64>, Instant);
+
+/// Most keys one multi-key lock takes.
+pub const MAX_KEYS: usize = 1000;
+
+/// The keys of one call, in the order they are taken: slot groups by slot number, keys sorted
+/// within a group. `names` are the caller's names in the same order.
+#[derive(Debug, Clone)]
+struct KeySet {
+  names: Vec<String>,
+  groups: Vec<Vec<LockKeys>>,
+}
+
+impl KeySet {
+  fn all(&self) -> impl Iterator<Item = &LockKeys> {
+    self.groups.iter().flatten()
+  }
+}
+
+pub struct MultiLock {
+  engine: Arc<Engine>,
+}
+
+impl MultiLock {
+  pub fn new(engine: Arc<Engine>) -> MultiLock {
+    MultiLock { engine }
+  }
+
+  fn host(&self) -> Result<&Arc<Host>> {
+    self.engine.single_host("a multi-key lock")
+  }
+
+  /// Checks the keys and puts them in the order they are taken. Duplicates are refused: a
+  /// caller naming a key twice most likely meant two different keys.
+  fn key_set(&self, keys: &[String]) -> Result<KeySet> {
+    if keys.is_empty() || keys.len() > MAX_KEYS {
+      return Err(Error::invalid_argument(format!(
+        "a multi-key lock takes 1 to {MAX_KEYS} keys, got {}",
+        keys.len()
+      )));
+    }
+    let mut sorted: Vec<&String> = keys.iter().collect();
+    sorted.sort();
+    for pair in sorted.windows(2) {
+      if pair[0] == pair[1] {
+        return Err(Error::invalid_argument(format!(
+          "'{}' is named twice in one multi-key lock",
+          pair[0]
+        )));
+      }
+    }
+    let cluster = self.engine.options().cluster;
+    let mut by_slot: BTreeMap<u16, Vec<(String, LockKeys)>> = BTreeMap::new();
+    for name in sorted {
+      validate::key(name)?;
+      let stored = self.engine.redis_key(name);
+      let slot = if cluster { cluster_slot(&stored) } else { 0 };
+      by_slot
+        .entry(slot)
+        .or_default()
+        .push((name.clone(), LockKeys::new(&stored)));
+    }
+    let mut names = Vec::with_capacity(keys.len());
+    let groups = by_slot
+      .into_values()
+      .map(|group| {
+        group
+          .into_iter()
+          .map(|(name, keys)| {
+            names.push(name);
+            keys
+          })
+          .collect()
+      })
+      .collect();
+    Ok(KeySet { names, groups })
+  }
+
+  /// One attempt at every key, without waiting: the lease, or `None` when any key is held.
+  pub async fn lock(&self, keys: &[String], ttl_ms: u64) -> Result<Option<Lease>> {
+    let set = self.key_set(keys)?;
+    self.engine.ensure_open()?;
+    self.host()?;
+    let token = new_token();
+    let outcome = match self.try_acquire(&set, &token, ttl_ms).await {
+      Ok(Attempt::Taken((_, valid_until))) => Ok(Some(Lease { token, valid_until })),
+      Ok(Attempt::Busy(_) | Attempt::BusyOn(..)) => Ok(None),
+      Err(error) => {
+        // An attempt that failed midway may have taken some groups.
+        let _ = self.release_stored(&set, &token).await;
+        Err(error)
+      }
+    };
+    self.engine.count(&outcome, |lease| {
+      Some(if lease.is_some() {
+        Event::Locked
+      } else {
+        Event::Busy
+      })
+    });
+    outcome
+  }
+
+  /// Releases every key `token` holds; true if it held all of them.
+  pub async fn unlock(&self, keys: &[String], token: &str) -> Result<bool> {
+    let set = self.key_set(keys)?;
+    validate::token(token)?;
+    self.engine.ensure_open()?;
+    let outcome = self.release_stored(&set, token).await;
+    self
+      .engine
+      .count(&outcome, |released| released.then_some(Event::Unlocked));
+    outcome
+  }
+
+  /// Waits until every key is this caller's, then hands the hold to a guardian that renews
+  /// it and reports its loss (of any key) through `on_lost`.
+  pub fn begin_acquire(
+    self: &Arc<Self>,
+    keys: &[String],
+    options: AcquireOptions,
+    cancel: CancellationToken,
+    on_lost: LostCallback,
+  ) -> impl std::future::Future<Output = Result<Arc<HeldLock>>> + Send + 'static {
+    let multi = self.clone();
+    let caller_order = keys.to_vec();
+    let checked = self.key_set(keys).and_then(|set| {
+      self.engine.ensure_open()?;
+      self.host()?;
+      if options.fair {
+        return Err(Error::new(
+          ErrorKind::Unsupported,
+          "fair: true is not offered for multi-key locks: one queue per key cannot order waiters for sets of keys",
+        ));
+      }
+      Ok(set)
+    });
+    async move {
+      let set = checked?;
+      let engine = &multi.engine;
+      let name = caller_order.join(", ");
+      let stop = Stop {
+        key: &name,
+        cancel,
+        closed: engine.closed_token().clone(),
+        started: Instant::now(),
+        deadline: options.wait.map(|wait| Instant::now() + wait),
+      };
+      let token = new_token();
+      let single = options.wait == Some(Duration::ZERO);
+      let first_channel = set.all().next().expect("one key at least").channel.clone();
+      let outcome = attempt_until_granted(engine, &stop, single, &first_channel, || {
+        multi.try_acquire(&set, &token, options.lease_ms())
+      })
+      .await;
+      engine.count(&outcome, |_| Some(Event::Acquired));
+      match outcome {
+        Ok((fences, valid_until)) => {
+          // The fences come in the order the keys were taken; the caller gets its own order.
+          let by_name: std::collections::HashMap<&String, i64> =
+            set.names.iter().zip(fences).collect();
+          let parts: Vec<(String, i64)> = caller_order
+            .iter()
+            .map(|name| (name.clone(), by_name[name]))
+            .collect();
+          let grant = Grant {
+            token: token.clone(),
+            fence: parts.iter().map(|(_, fence)| *fence).max().unwrap_or(0),
+            parts,
+            ttl_ms: options.ttl_ms,
+            valid_until,
+            watchdog: options.watchdog,
+            max_hold: options.max_hold,
+          };
+          let hold = Box::new(MultiHold {
+            multi: multi.clone(),
+            set,
+            token,
+          });
+          Ok(HeldLock::start(engine.clone(), hold, grant, name, on_lost))
+        }
+        Err(error) => {
+          // An attempt whose answer was not awaited (an abort) may still take keys: the
+          // release, on the same connection, comes after it.
+          let multi = multi.clone();
+          engine.track(async move {
+            let _ = multi.release_stored(&set, &token).await;
+          });
+          Err(error)
+        }
+      }
+    }
+  }
+
+  /// Takes the slot groups in order; on a busy group, gives back the groups taken before it.
+  fn try_acquire<'a>(
+    &'a self,
+    set: &'a KeySet,
+    token: &'a str,
+    lease_ms: u64,
+  ) -> BoxFuture<'a, Result<Attempt<Taken>>> {
+    Box::pin(async move {
+      let host = self.host()?;
+      let sent = Instant::now();
+      let mut fences = Vec::new();
+      for (index, group) in set.groups.iter().enumerate() {
+        let keys: Vec<&str> = group
+          .iter()
+          .flat_map(|keys| [keys.lock.as_str(), keys.fence.as_str()])
+          .collect();
+        let reply: Vec<i64> = host.eval(&ACQUIRE, &keys, &[&token, &lease_ms]).await?;
+        match reply.as_slice() {
+          [1, taken @ ..] if taken.len() == group.len() => fences.extend_from_slice(taken),
+          [0, busy_index, holder_ttl_ms] => {
+            if index > 0 {
+              self.release_groups(&set.groups[..index], token).await?;
+            }
+            let busy = usize::try_from(*busy_index - 1)
+              .ok()
+              .and_then(|at| group.get(at))
+              .ok_or_else(|| unexpected(host))?;
+            return Ok(Attempt::BusyOn(
+              recheck_after(Some(*holder_ttl_ms)),
+              busy.channel.clone(),
+            ));
+          }
+          _ => return Err(unexpected(host)),
+        }
+      }
+      match self.engine.lease_until(sent, lease_ms) {
+        Some(until) => Ok(Attempt::Taken((fences, until))),
+        None => {
+          self.release_stored(set, token).await?;
+          Ok(Attempt::Busy(Duration::ZERO))
+        }
+      }
+    })
+  }
+
+  async fn release_groups(&self, groups: &[Vec<LockKeys>], token: &str) -> Result<bool> {
+    let host = self.host()?;
+    let released = join_all(
+      groups
+        .iter()
+        .flatten()
+        .map(|keys| keys.release_on(host, token, Wake::Waiters)),
+    )
+    .await;
+    let mut all = true;
+    for outcome in released {
+      all &= outcome? == 1;
+    }
+    Ok(all)
+  }
+
+  /// Releases every key of `set` that `token` holds (each with the single lock's release, so
+  /// that its waiters are told); true if it held all of them.
+  async fn release_stored(&self, set: &KeySet, token: &str) -> Result<bool> {
+    self.release_groups(&set.groups, token).await
+  }
+
+  async fn extend_stored(&self, set: &KeySet, token: &str, ttl_ms: u64) -> Result<Option<Instant>> {
+    let host = self.host()?;
+    let sent = Instant::now();
+    let renewed = join_all(set.groups.iter().map(|group| {
+      let keys: Vec<&str> = group.iter().map(|keys| keys.lock.as_str()).collect();
+      async move { host.eval::<i64>(&EXTEND, &keys, &[&token, &ttl_ms]).await }
+    }))
+    .await;
+    for outcome in renewed {
+      if outcome? != 1 {
+        return Ok(None);
+      }
+    }
+    Ok(self.engine.lease_until(sent, ttl_ms))
+  }
+}
+
+/// The Redis Cluster slot of `key`: CRC16 (XMODEM) of its hash tag, or of the whole key
+/// without one, modulo 16384.
+fn cluster_slot(key: &str) -> u16 {
+  let hashed = key
+    .find('{')
+    .and_then(|open| {
+      let rest = &key[open + 1..];
+      rest
+        .find('}')
+        .filter(|length| *length > 0)
+        .map(|length| &rest[..length])
+    })
+    .unwrap_or(key);
+  crc16::State::<crc16::XMODEM>::calculate(hashed.as_bytes()) % 16384
+}
+
+fn unexpected(host: &Host) -> Error {
+  Error::new(
+    ErrorKind::Redis,
+    format!(
+      "{}: unexpected reply to the multi-key acquire script",
+      host.label()
+    ),
+  )
+}
+
+/// A multi-key lock held through a handle, as the watchdog renews and releases it.
+struct MultiHold {
+  multi: Arc<MultiLock>,
+  set: KeySet,
+  token: String,
+}
+
+impl Renewal for MultiHold {
+  fn renew(&self, ttl_ms: u64) -> BoxFuture<'_, Result<Option<Instant>>> {
+    Box::pin(self.multi.extend_stored(&self.set, &self.token, ttl_ms))
+  }
+
+  fn release(&self) -> BoxFuture<'_, Result<bool>> {
+    Box::pin(self.multi.release_stored(&self.set, &self.token))
+  }
+
+  fn as_any(&self) -> &dyn std::any::Any {
+    self
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::cluster_slot;
+
+  #[test]
+  fn slots_match_redis_cluster() {
+    // Values from CLUSTER KEYSLOT.
+    assert_eq!(cluster_slot("foo"), 12182);
+    assert_eq!(
+      cluster_slot("{user1000}.following"),
+      cluster_slot("user1000")
+    );
+    assert_eq!(cluster_slot("{}.x"), cluster_slot("{}.x"));
+    assert_eq!(cluster_slot("123456789"), 0x31C3);
+  }
+}

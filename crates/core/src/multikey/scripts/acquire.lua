@@ -1,0 +1,25 @@
+-- Takes every lock of one slot group for ARGV[1] with a lease of ARGV[2] ms, or none of them.
+-- KEYS: pairs of lock key and its fence counter (the ones a single lock on the key uses).
+-- Returns {1, fence of each key...} if all were taken (a key already held by ARGV[1], from an
+-- earlier attempt of the same wait, keeps its fence), else {0, index of the first held key
+-- (1-based), its holder's remaining ttl in ms}.
+local count = #KEYS / 2
+for i = 1, count do
+  local holder = redis.call('GET', KEYS[2 * i - 1])
+  if holder and holder ~= ARGV[1] then
+    return {0, i, redis.call('PTTL', KEYS[2 * i - 1])}
+  end
+end
+local taken = {1}
+for i = 1, count do
+  local lock, fence = KEYS[2 * i - 1], KEYS[2 * i]
+  if redis.call('GET', lock) == ARGV[1] then
+    redis.call('PEXPIRE', lock, ARGV[2])
+    table.insert(taken, tonumber(redis.call('GET', fence) or '0'))
+  else
+    redis.call('SET', lock, ARGV[1], 'PX', ARGV[2])
+    table.insert(taken, redis.call('INCR', fence))
+    redis.call('PERSIST', fence)
+  end
+end
+return taken
