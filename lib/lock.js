@@ -104,6 +104,18 @@ class Lock {
     return this.#hold.native.fence
   }
 
+  /** The keys held: the one key, or every key of a multi-key lock in the order given. */
+  get keys() {
+    const parts = this.#hold.native.parts
+    return parts.length === 0 ? [this.key] : parts.map((part) => part.key)
+  }
+
+  /** One fencing number per key of `keys`. */
+  get fences() {
+    const parts = this.#hold.native.parts
+    return parts.length === 0 ? [this.fence] : parts.map((part) => part.fence)
+  }
+
   /** Aborts, with a RelockError as its reason, when the lock is lost. */
   get signal() {
     return this.#hold.signal

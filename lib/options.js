@@ -95,6 +95,15 @@ const ACQUIRE_OPTIONS = {
   onLost: 'function',
 }
 const { waitTimeout: _, ...TRY_ACQUIRE_OPTIONS } = ACQUIRE_OPTIONS
+const SEMAPHORE_OPTIONS = { permits: 'number' }
+const PERMITS_OPTIONS = { ...ACQUIRE_OPTIONS, permits: 'number' }
+
+// The keys of a multi-key call: an array of strings (their count and duplicates are checked
+// by the core).
+function expectKeys(keys) {
+  if (!keys.every((key) => typeof key === 'string')) throw invalid(`keys must be an array of strings, got ${keys.map(describe).join(', ')}`)
+  return keys
+}
 
 // PEM material may come as a string or as the Buffer that fs.readFileSync returns; a file path
 // in its place is refused now rather than failing at the first connection.
@@ -158,4 +167,7 @@ module.exports = {
   LOCK_OPTIONS,
   ACQUIRE_OPTIONS,
   TRY_ACQUIRE_OPTIONS,
+  SEMAPHORE_OPTIONS,
+  PERMITS_OPTIONS,
+  expectKeys,
 }

@@ -8,8 +8,9 @@ const { inspect } = require('node:util')
 const { NativeClient } = require('../binding.js')
 const { createMetrics } = require('./metrics.js')
 const { RelockError, toRelockError, errorFromRecord, invalid, describe, abortError, call } = require('./errors.js')
-const { expectString, expectNumber, expectOptions, nativeClientOptions, logSink, METRICS_OPTIONS, LIST_OPTIONS, LOCK_OPTIONS, ACQUIRE_OPTIONS, TRY_ACQUIRE_OPTIONS } = require('./options.js')
+const { expectString, expectNumber, expectOptions, nativeClientOptions, logSink, METRICS_OPTIONS, LIST_OPTIONS, LOCK_OPTIONS, ACQUIRE_OPTIONS, TRY_ACQUIRE_OPTIONS, SEMAPHORE_OPTIONS, PERMITS_OPTIONS, expectKeys } = require('./options.js')
 const { Hold, Lock, lockHold, heldInChain } = require('./lock.js')
+const { ReadWriteLock, ReadWriteHandle, Semaphore, PermitHandle } = require('./primitives.js')
 const { DirectDriver } = require('./direct.js')
 
 const WAIT_OUTCOMES = { ERR_RELOCK_WAIT_TIMEOUT: 'timeout', ABORT_ERR: 'aborted', ERR_RELOCK_CLOSED: 'closed' }
@@ -135,6 +136,7 @@ class Redlock extends EventEmitter {
   }
 
   lock(key, ttl, options) {
+    if (Array.isArray(key)) return this.#start('lockMany', () => [expectKeys(key), expectNumber('ttl', ttl)])
     const args = () => [expectString('key', key), expectNumber('ttl', ttl), expectOptions('options', options, LOCK_OPTIONS)]
     return this.#startDirect('lock', () => [...args(), false], 'lock', args)
   }
@@ -150,16 +152,20 @@ class Redlock extends EventEmitter {
   }
 
   unlock(key, token) {
+    if (Array.isArray(key)) return this.#start('unlockMany', () => [expectKeys(key), expectString('token', token)])
     const args = () => [expectString('key', key), expectString('token', token)]
     return this.#startDirect('unlock', args, 'unlock', args)
   }
 
   /**
    * Waits until `key` is free and takes it with a lease that the native watchdog renews while
-   * it is held. Resolves to a Lock handle.
+   * it is held. Resolves to a Lock handle. An array of keys takes all of them or none.
    */
   acquire(key, options) {
-    return call(() => this.#acquire(key, expectOptions('options', options, ACQUIRE_OPTIONS)))
+    return call(() => {
+      const given = expectOptions('options', options, ACQUIRE_OPTIONS)
+      return Array.isArray(key) ? this.#acquireMany(key, given) : this.#acquire(key, given)
+    })
   }
 
   /**
@@ -170,7 +176,7 @@ class Redlock extends EventEmitter {
     return call(async () => {
       const given = expectOptions('options', options, TRY_ACQUIRE_OPTIONS)
       try {
-        return await this.#acquire(key, { ...given, waitTimeout: 0 })
+        return await this.acquire(key, { ...given, waitTimeout: 0 })
       } catch (error) {
         if (error.code !== 'ERR_RELOCK_WAIT_TIMEOUT') throw error
         if (error.cause) throw error.cause
@@ -182,8 +188,6 @@ class Redlock extends EventEmitter {
   #acquire(key, options) {
     return call(async () => {
       expectString('key', key)
-      const { signal, onLost, ...config } = options ?? {}
-      if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('options.signal must be an AbortSignal')
       const reentered = heldInChain.getStore()?.get(this)?.get(key)
       if (reentered) {
         const refusal = reentered.refusal(key)
@@ -191,57 +195,134 @@ class Redlock extends EventEmitter {
         reentered.count++
         return new Lock(reentered)
       }
-      if (signal?.aborted) throw abortError(signal)
-
-      let hold = null
-      let request = null
-      const waitStarted = performance.now()
-      const onLostNative = (info) => {
-        const reason = errorFromRecord(info)
-        if (hold) {
-          this.#endHold(hold, 'lost')
-          hold.abort(reason)
-          this.#notify('lost', { key, fence: hold.native.fence, error: reason })
-        }
-        if (onLost) {
-          try {
-            onLost(reason)
-          } catch (error) {
-            process.emitWarning(`relock: the onLost callback threw: ${error && error.message}`)
-          }
-        }
-      }
-      const cancel = () => request?.cancel()
-      signal?.addEventListener('abort', cancel, { once: true })
-      this.#metrics?.waitStarted()
-      try {
+      return this.#wait(key, options, {
         // The first attempt on the event loop's sockets when the hosts allow it; a key that is
         // not free is waited for by the native client.
-        const taken = this.#direct ? await this.#firstAttempt(key, config, onLostNative, signal) : null
-        const native = taken ?? (await this.#start('acquire', () => [key, config, onLostNative], (handle) => { request = handle }))
-        this.#metrics?.waitEnded(key, 'acquired', performance.now() - waitStarted)
-        hold = new Hold(native, this.#notify, {
-          release: () => {
-            this.#endHold(hold, 'released')
-            return this.#direct ? this.#startOn(this.#direct, 'release', () => [native]) : this.#start('release', () => [native])
-          },
-          extend: (ttl) => this.#start('extendHeld', () => [native, ttl]),
-        })
-        this.#holds.add(hold)
-        this.#notify('acquired', { key, fence: native.fence, waitedMs: performance.now() - waitStarted })
-        const lost = native.lostReason
-        if (lost) hold.abort(errorFromRecord(lost))
-        return new Lock(hold)
-      } catch (error) {
-        const relockError = toRelockError(error)
-        if (!hold) this.#metrics?.waitEnded(key, WAIT_OUTCOMES[relockError.code] ?? 'failed', performance.now() - waitStarted)
-        if (relockError.code === 'ERR_RELOCK_WAIT_TIMEOUT' && config.waitTimeout !== 0) this.#notify('timeout', { key, waitedMs: performance.now() - waitStarted })
-        if (relockError.code === 'ABORT_ERR' && signal) throw abortError(signal)
-        throw relockError
-      } finally {
-        signal?.removeEventListener('abort', cancel)
-      }
+        begin: async (config, onLost, signal, started) => {
+          const taken = this.#direct ? await this.#firstAttempt(key, config, onLost, signal) : null
+          return taken ?? (await this.#start('acquire', () => [key, config, onLost], started))
+        },
+        direct: this.#direct !== null,
+      })
     })
+  }
+
+  #acquireMany(keys, options) {
+    return call(() => {
+      expectKeys(keys)
+      return this.#wait(keys.join(', '), options, {
+        begin: (config, onLost, signal, started) => this.#start('acquireMany', () => [keys, config, onLost], started),
+      })
+    })
+  }
+
+  /**
+   * A read-write lock on `key`: many readers or one writer, writer-preferring (or strictly in
+   * arrival order with `fair: true`).
+   */
+  rwlock(key) {
+    expectString('key', key)
+    return new ReadWriteLock(key, {
+      acquire: (write, options) =>
+        call(() =>
+          this.#wait(key, expectOptions('options', options, ACQUIRE_OPTIONS), {
+            begin: (config, onLost, signal, started) => this.#start('acquireReadWrite', () => [key, write, config, onLost], started),
+            handle: (hold) => new ReadWriteHandle(hold, write ? 'write' : 'read', (method) => this.#start(method, () => [hold.native])),
+          }),
+        ),
+      using: (acquire, options, fn) => this.#usingHandle(acquire, options, fn),
+      state: () => call(() => this.#start('rwlockState', () => [key])),
+    })
+  }
+
+  /** A semaphore on `key` of `options.permits` permits. */
+  semaphore(key, options) {
+    expectString('key', key)
+    const { permits } = expectOptions('options', options, SEMAPHORE_OPTIONS) ?? {}
+    if (typeof permits !== 'number') throw invalid(`options.permits must be the semaphore's number of permits, got ${describe(permits)}`)
+    return new Semaphore(key, permits, {
+      acquire: (options) =>
+        call(() => {
+          const given = expectOptions('options', options, PERMITS_OPTIONS)
+          return this.#wait(key, given, {
+            begin: (config, onLost, signal, started) => this.#start('acquirePermits', () => [key, permits, config, onLost], started),
+            handle: (hold) => new PermitHandle(hold, given?.permits ?? 1),
+          })
+        }),
+      using: (acquire, options, fn) => this.#usingHandle(acquire, options, fn),
+      state: () => call(() => this.#start('semaphoreState', () => [key])),
+    })
+  }
+
+  // Waits for a hold of any primitive: `begin(config, onLost, signal, started)` starts the wait
+  // and resolves to the native lock; `handle(hold)` makes the handle (a Lock by default).
+  async #wait(label, options, { begin, handle = (hold) => new Lock(hold), direct = false }) {
+    const { signal, onLost, ...config } = options ?? {}
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('options.signal must be an AbortSignal')
+    if (signal?.aborted) throw abortError(signal)
+
+    let hold = null
+    let request = null
+    const waitStarted = performance.now()
+    const onLostNative = (info) => {
+      const reason = errorFromRecord(info)
+      if (hold) {
+        this.#endHold(hold, 'lost')
+        hold.abort(reason)
+        this.#notify('lost', { key: label, fence: hold.native.fence, error: reason })
+      }
+      if (onLost) {
+        try {
+          onLost(reason)
+        } catch (error) {
+          process.emitWarning(`relock: the onLost callback threw: ${error && error.message}`)
+        }
+      }
+    }
+    const cancel = () => request?.cancel()
+    signal?.addEventListener('abort', cancel, { once: true })
+    this.#metrics?.waitStarted()
+    try {
+      const native = await begin(config, onLostNative, signal, (started) => { request = started })
+      this.#metrics?.waitEnded(label, 'acquired', performance.now() - waitStarted)
+      hold = new Hold(native, this.#notify, {
+        release: () => {
+          this.#endHold(hold, 'released')
+          return direct ? this.#startOn(this.#direct, 'release', () => [native]) : this.#start('release', () => [native])
+        },
+        extend: (ttl) => this.#start('extendHeld', () => [native, ttl]),
+      })
+      this.#holds.add(hold)
+      this.#notify('acquired', { key: label, fence: native.fence, waitedMs: performance.now() - waitStarted })
+      const lost = native.lostReason
+      if (lost) hold.abort(errorFromRecord(lost))
+      return handle(hold)
+    } catch (error) {
+      const relockError = toRelockError(error)
+      if (!hold) this.#metrics?.waitEnded(label, WAIT_OUTCOMES[relockError.code] ?? 'failed', performance.now() - waitStarted)
+      if (relockError.code === 'ERR_RELOCK_WAIT_TIMEOUT' && config.waitTimeout !== 0) this.#notify('timeout', { key: label, waitedMs: performance.now() - waitStarted })
+      if (relockError.code === 'ABORT_ERR' && signal) throw abortError(signal)
+      throw relockError
+    } finally {
+      signal?.removeEventListener('abort', cancel)
+    }
+  }
+
+  // `using` for the handles of a read-write lock or a semaphore (not re-entrant): runs `fn`
+  // with the handle and releases it afterwards; rejects with the loss if the hold was lost.
+  async #usingHandle(acquire, options, fn) {
+    if (typeof options === 'function') [options, fn] = [undefined, options]
+    if (typeof fn !== 'function') throw invalid(`fn must be a function, got ${describe(fn)}`)
+    const handle = await acquire(options)
+    let result
+    try {
+      result = await fn(handle)
+    } catch (error) {
+      await handle.release().catch(() => {})
+      throw error
+    }
+    await handle.release()
+    return result
   }
 
   // An acquire's first attempt on the event loop's sockets: a lock, or null when the key is
@@ -276,6 +357,7 @@ class Redlock extends EventEmitter {
    * unreleased; a nested one gives its share back, and rejects if the lock was lost.
    */
   async using(key, options, fn) {
+    if (Array.isArray(key)) return this.#usingHandle((given) => this.acquire(key, given), options, fn)
     if (typeof options === 'function') [options, fn] = [undefined, options]
     if (typeof fn !== 'function') throw invalid(`fn must be a function, got ${describe(fn)}`)
     const outer = heldInChain.getStore()

@@ -13,7 +13,7 @@ use napi::bindgen_prelude::{Array, Env};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{sys, Status};
 
-use super::{ListingInfo, LockInfo, NativeLock};
+use super::{ListingInfo, LockInfo, NativeLock, ReadWriteInfo, SemaphoreInfo};
 use relock_core as core;
 
 /// What a finished call resolves to.
@@ -25,6 +25,8 @@ pub enum Outcome {
   /// What `inspect` found on each host.
   States(Vec<core::LockState>),
   Listing(core::Listing),
+  Semaphore(core::SemaphoreState),
+  ReadWrite(core::RwState),
   /// Done, with nothing to report (resolves to `undefined`).
   Done,
   Failed(core::Error),
@@ -101,6 +103,8 @@ impl Completions {
             .collect::<Vec<_>>(),
         )?,
         Outcome::Listing(listing) => records.set(at + 2, ListingInfo::from(listing))?,
+        Outcome::Semaphore(state) => records.set(at + 2, SemaphoreInfo::from(state))?,
+        Outcome::ReadWrite(state) => records.set(at + 2, ReadWriteInfo::from(state))?,
         Outcome::Done => {}
         Outcome::Failed(error) => records.set(at + 2, error_record(env, error)?)?,
       }

@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 use completions::{Completions, Outcome, Wake};
 use relock_core::{
   self as core, validate, AcquireOptions, AcquireSettings, ClientOptions, ClientSettings, HeldLock,
-  LostCallback, ReplicaAckSettings, RetryPolicy, RetrySettings, TlsSettings,
+  LostCallback, Mode, ReplicaAckSettings, RetryPolicy, RetrySettings, SemaphoreSettings,
+  TlsSettings,
 };
 
 /// The `code` of an error thrown synchronously to JavaScript: relock's stable code itself.
@@ -453,22 +454,167 @@ impl NativeClient {
     id: u32,
     key: String,
     config: Option<AcquireConfig>,
-    on_lost: ThreadsafeFunction<ErrorInfo, (), ErrorInfo, Status, false, true>,
+    on_lost: LostFunction,
   ) -> napi::Result<AcquireRequest, Code> {
     let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
     let cancel = CancellationToken::new();
-    let on_lost: LostCallback = Box::new(move |reason: &core::Error| {
-      on_lost.call(
-        ErrorInfo::from(reason),
-        ThreadsafeFunctionCallMode::NonBlocking,
-      );
+    let wait =
+      self
+        .core
+        .mutex()
+        .begin_acquire(&key, options, cancel.clone(), lost_callback(on_lost));
+    Ok(self.start_wait(&env, id, cancel, wait))
+  }
+
+  /// As `acquire`, for a read (`write` false) or write hold of a read-write lock.
+  #[napi]
+  pub fn acquire_read_write(
+    &self,
+    env: Env,
+    id: u32,
+    key: String,
+    write: bool,
+    config: Option<AcquireConfig>,
+    on_lost: LostFunction,
+  ) -> napi::Result<AcquireRequest, Code> {
+    let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
+    let mode = if write { Mode::Write } else { Mode::Read };
+    let cancel = CancellationToken::new();
+    let wait = self.core.rwlock().begin_acquire(
+      &key,
+      mode,
+      options,
+      cancel.clone(),
+      lost_callback(on_lost),
+    );
+    Ok(self.start_wait(&env, id, cancel, wait))
+  }
+
+  /// As `acquire`, for `count` of a semaphore's `permits`.
+  #[napi]
+  pub fn acquire_permits(
+    &self,
+    env: Env,
+    id: u32,
+    key: String,
+    permits: f64,
+    config: Option<PermitsConfig>,
+    on_lost: LostFunction,
+  ) -> napi::Result<AcquireRequest, Code> {
+    let config = config.unwrap_or_default();
+    let options = SemaphoreSettings {
+      permits,
+      count: config.permits,
+      acquire: acquire_settings(&config.acquire()),
+    }
+    .resolve()
+    .map_err(to_js)?;
+    let cancel = CancellationToken::new();
+    let wait = self.core.semaphore().begin_acquire(
+      &key,
+      options,
+      cancel.clone(),
+      lost_callback(on_lost),
+    );
+    Ok(self.start_wait(&env, id, cancel, wait))
+  }
+
+  /// As `acquire`, for every one of `keys` or none.
+  #[napi]
+  pub fn acquire_many(
+    &self,
+    env: Env,
+    id: u32,
+    keys: Vec<String>,
+    config: Option<AcquireConfig>,
+    on_lost: LostFunction,
+  ) -> napi::Result<AcquireRequest, Code> {
+    let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
+    let cancel = CancellationToken::new();
+    let wait =
+      self
+        .core
+        .multi()
+        .begin_acquire(&keys, options, cancel.clone(), lost_callback(on_lost));
+    Ok(self.start_wait(&env, id, cancel, wait))
+  }
+
+  fn start_wait(
+    &self,
+    env: &Env,
+    id: u32,
+    cancel: CancellationToken,
+    wait: impl Future<Output = core::Result<Arc<HeldLock>>> + Send + 'static,
+  ) -> AcquireRequest {
+    self.start(env, id, async move { Ok(Outcome::Held(wait.await?)) });
+    AcquireRequest { cancel }
+  }
+
+  /// Starts `lock` over several keys; its result arrives under `id`: the token, or null.
+  #[napi]
+  pub fn lock_many(
+    &self,
+    env: Env,
+    id: u32,
+    keys: Vec<String>,
+    ttl: f64,
+  ) -> napi::Result<(), Code> {
+    let ttl_ms = validate::lease("ttl", ttl).map_err(to_js)?;
+    let multi = self.core.multi().clone();
+    self.start(&env, id, async move {
+      let lease = multi.lock(&keys, ttl_ms).await?;
+      Ok(Outcome::Token(lease.map(|lease| lease.token)))
     });
-    let wait = self
-      .core
-      .mutex()
-      .begin_acquire(&key, options, cancel.clone(), on_lost);
-    self.start(&env, id, async move { Ok(Outcome::Held(wait.await?)) });
-    Ok(AcquireRequest { cancel })
+    Ok(())
+  }
+
+  /// Starts `unlock` over several keys; its result arrives under `id`: true if `token` held
+  /// all of them.
+  #[napi]
+  pub fn unlock_many(&self, env: Env, id: u32, keys: Vec<String>, token: String) {
+    let multi = self.core.multi().clone();
+    self.start(&env, id, async move {
+      Ok(Outcome::Flag(multi.unlock(&keys, &token).await?))
+    });
+  }
+
+  /// Starts turning a write hold into a read hold; done under `id`.
+  #[napi]
+  pub fn downgrade(&self, env: Env, id: u32, lock: &NativeLock) {
+    let (rwlock, held) = (self.core.rwlock().clone(), lock.held.clone());
+    self.start(&env, id, async move {
+      rwlock.downgrade(&held).await?;
+      Ok(Outcome::Done)
+    });
+  }
+
+  /// Starts turning a read hold into the write hold; done under `id` (the new fence is then
+  /// the lock's).
+  #[napi]
+  pub fn upgrade(&self, env: Env, id: u32, lock: &NativeLock) {
+    let (rwlock, held) = (self.core.rwlock().clone(), lock.held.clone());
+    self.start(&env, id, async move {
+      rwlock.upgrade(&held).await?;
+      Ok(Outcome::Done)
+    });
+  }
+
+  /// Starts reading a semaphore's state; it arrives under `id`.
+  #[napi]
+  pub fn semaphore_state(&self, env: Env, id: u32, key: String) {
+    let semaphore = self.core.semaphore().clone();
+    self.start(&env, id, async move {
+      Ok(Outcome::Semaphore(semaphore.state(&key).await?))
+    });
+  }
+
+  /// Starts reading a read-write lock's state; it arrives under `id`.
+  #[napi]
+  pub fn rwlock_state(&self, env: Env, id: u32, key: String) {
+    let rwlock = self.core.rwlock().clone();
+    self.start(&env, id, async move {
+      Ok(Outcome::ReadWrite(rwlock.state(&key).await?))
+    });
   }
 
   /// Starts renewing a held lock to `ttl` ms now; its result arrives under `id`.
@@ -632,7 +778,7 @@ pub struct AcquireConfig {
   pub max_hold: Option<f64>,
 }
 
-fn acquire_options(config: &AcquireConfig) -> core::Result<AcquireOptions> {
+fn acquire_settings(config: &AcquireConfig) -> AcquireSettings {
   AcquireSettings {
     ttl: config.ttl,
     wait_timeout: config.wait_timeout,
@@ -640,7 +786,159 @@ fn acquire_options(config: &AcquireConfig) -> core::Result<AcquireOptions> {
     watchdog: config.watchdog,
     max_hold: config.max_hold,
   }
-  .resolve()
+}
+
+fn acquire_options(config: &AcquireConfig) -> core::Result<AcquireOptions> {
+  acquire_settings(config).resolve()
+}
+
+/// Settings of a semaphore's acquire: those of `acquire`, and how many permits to take.
+#[napi(object)]
+#[derive(Default)]
+pub struct PermitsConfig {
+  /// Permits to take. Default 1.
+  pub permits: Option<f64>,
+  pub ttl: Option<f64>,
+  pub wait_timeout: Option<f64>,
+  pub fair: Option<bool>,
+  pub watchdog: Option<bool>,
+  pub max_hold: Option<f64>,
+}
+
+impl PermitsConfig {
+  fn acquire(&self) -> AcquireConfig {
+    AcquireConfig {
+      ttl: self.ttl,
+      wait_timeout: self.wait_timeout,
+      fair: self.fair,
+      watchdog: self.watchdog,
+      max_hold: self.max_hold,
+    }
+  }
+}
+
+/// Called from a tokio thread when a held lock is lost.
+pub type LostFunction = ThreadsafeFunction<ErrorInfo, (), ErrorInfo, Status, false, true>;
+
+fn lost_callback(on_lost: LostFunction) -> LostCallback {
+  Box::new(move |reason: &core::Error| {
+    on_lost.call(
+      ErrorInfo::from(reason),
+      ThreadsafeFunctionCallMode::NonBlocking,
+    );
+  })
+}
+
+/// A semaphore's state.
+#[napi(object)]
+pub struct SemaphoreInfo {
+  pub in_use: f64,
+  /// Holders, soonest lease end first (at most 1000).
+  pub holders: Vec<PermitHolderInfo>,
+  /// Fair waiters' tokens in queue order (at most 1000).
+  pub queue: Vec<String>,
+  pub holder_count: f64,
+  pub queue_length: f64,
+  pub fence: f64,
+}
+
+#[napi(object)]
+pub struct PermitHolderInfo {
+  pub token: String,
+  pub permits: f64,
+  /// Ms left on its lease.
+  pub ttl: f64,
+}
+
+impl From<&core::SemaphoreState> for SemaphoreInfo {
+  fn from(state: &core::SemaphoreState) -> SemaphoreInfo {
+    SemaphoreInfo {
+      in_use: state.in_use as f64,
+      holders: state
+        .holders
+        .iter()
+        .map(|holder| PermitHolderInfo {
+          token: holder.token.clone(),
+          permits: holder.permits as f64,
+          ttl: holder.ttl_ms as f64,
+        })
+        .collect(),
+      queue: state.queue.clone(),
+      holder_count: state.holder_count as f64,
+      queue_length: state.queue_length as f64,
+      fence: state.fence as f64,
+    }
+  }
+}
+
+/// A read-write lock's state.
+#[napi(object)]
+pub struct ReadWriteInfo {
+  /// The writer's token, or null.
+  pub writer: Option<String>,
+  /// Ms left on the writer's lease, or null.
+  pub writer_ttl: Option<f64>,
+  /// Readers, soonest lease end first (at most 1000).
+  pub readers: Vec<ReaderInfo>,
+  pub reader_count: f64,
+  pub waiting_writers: f64,
+  /// Fair waiters in queue order (at most 1000).
+  pub queue: Vec<QueuedInfo>,
+  pub queue_length: f64,
+  pub fence: f64,
+}
+
+#[napi(object)]
+pub struct ReaderInfo {
+  pub token: String,
+  pub ttl: f64,
+}
+
+#[napi(object)]
+pub struct QueuedInfo {
+  /// `'read'` or `'write'`.
+  pub mode: String,
+  pub token: String,
+}
+
+impl From<&core::RwState> for ReadWriteInfo {
+  fn from(state: &core::RwState) -> ReadWriteInfo {
+    ReadWriteInfo {
+      writer: state.writer.clone(),
+      writer_ttl: state.writer_ttl_ms.map(|ms| ms as f64),
+      readers: state
+        .readers
+        .iter()
+        .map(|(token, ttl)| ReaderInfo {
+          token: token.clone(),
+          ttl: *ttl as f64,
+        })
+        .collect(),
+      reader_count: state.reader_count as f64,
+      waiting_writers: state.waiting_writers as f64,
+      queue: state
+        .queue
+        .iter()
+        .map(|(mode, token)| QueuedInfo {
+          mode: match mode {
+            Mode::Read => "read",
+            Mode::Write => "write",
+          }
+          .to_owned(),
+          token: token.clone(),
+        })
+        .collect(),
+      queue_length: state.queue_length as f64,
+      fence: state.fence as f64,
+    }
+  }
+}
+
+/// One key of a multi-key lock, with its fence.
+#[napi(object)]
+pub struct KeyFence {
+  pub key: String,
+  pub fence: i64,
 }
 
 /// A wait for a lock in progress; its outcome arrives through the client's completions.
@@ -690,6 +988,20 @@ impl NativeLock {
   #[napi]
   pub fn remaining_ms(&self) -> f64 {
     self.held.remaining().as_secs_f64() * 1000.0
+  }
+
+  /// A multi-key lock's keys with their fences, in the caller's order; empty for one key.
+  #[napi(getter)]
+  pub fn parts(&self) -> Vec<KeyFence> {
+    self
+      .held
+      .parts()
+      .iter()
+      .map(|(key, fence)| KeyFence {
+        key: key.clone(),
+        fence: *fence,
+      })
+      .collect()
   }
 
   /// Why the lock was lost, or null while it is not.

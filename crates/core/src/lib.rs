@@ -26,5 +26,6 @@ pub use options::{ClientOptions, LogLevel, ReplicaAck, ReplicaPolicy, RetryPolic
 pub use rwlock::{Mode, RwLock, RwState};
 pub use semaphore::{PermitHolder, Semaphore, SemaphoreOptions, SemaphoreState};
 pub use settings::{
-  AcquireSettings, ClientSettings, ReplicaAckSettings, RetrySettings, TlsSettings,
+  AcquireSettings, ClientSettings, ReplicaAckSettings, RetrySettings, SemaphoreSettings,
+  TlsSettings,
 };

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::mutex::acquire::AcquireOptions;
+use crate::semaphore::SemaphoreOptions;
 use crate::options::{ClientOptions, ReplicaAck, ReplicaPolicy, RetryPolicy, TlsOptions};
 use crate::validate;
 
@@ -17,6 +18,8 @@ pub const DEFAULT_WAIT_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_REPLICA_ACK_TIMEOUT_MS: f64 = 100.0;
 /// The most replicas one acknowledgement may ask for.
 pub const MAX_REPLICAS: u64 = 64;
+/// The most permits a semaphore may have (exact as a JavaScript number).
+pub const MAX_PERMITS: u64 = 1_000_000_000_000;
 
 #[derive(Debug, Clone, Default)]
 pub struct ClientSettings {
@@ -67,6 +70,34 @@ pub struct AcquireSettings {
   pub fair: Option<bool>,
   pub watchdog: Option<bool>,
   pub max_hold: Option<f64>,
+}
+
+/// A semaphore's acquire: `permits` of the semaphore, `count` of them for this caller
+/// (default 1), and the acquire's own settings. (That `count` fits in `permits` is the
+/// semaphore's own check, made for every caller.)
+#[derive(Debug, Clone, Default)]
+pub struct SemaphoreSettings {
+  pub permits: f64,
+  pub count: Option<f64>,
+  pub acquire: AcquireSettings,
+}
+
+impl SemaphoreSettings {
+  pub fn resolve(&self) -> Result<SemaphoreOptions> {
+    let permits = validate::count("permits", self.permits, MAX_PERMITS)?;
+    if permits == 0 {
+      return Err(Error::invalid_argument("permits must be at least 1"));
+    }
+    let count = validate::count("options.permits", self.count.unwrap_or(1.0), MAX_PERMITS)?;
+    if count == 0 {
+      return Err(Error::invalid_argument("options.permits must be at least 1"));
+    }
+    Ok(SemaphoreOptions {
+      permits,
+      count,
+      acquire: self.acquire.resolve()?,
+    })
+  }
 }
 
 impl ClientSettings {
