@@ -15,6 +15,7 @@ export type RelockErrorCode =
   | 'ERR_RELOCK_LOCK_LOST'
   | 'ERR_RELOCK_UNSUPPORTED'
   | 'ERR_RELOCK_REPLICATION'
+  | 'ERR_RELOCK_UPGRADE_REFUSED'
   | 'ERR_RELOCK_INTERNAL'
   | 'ABORT_ERR'
 
@@ -131,11 +132,16 @@ export interface AcquireOptions {
 
 /** A held lock, renewed by the native watchdog until released. */
 export declare class Lock {
-  private constructor()
+  /** Handles come from `acquire`, `rwlock(…)` and `semaphore(…)`; not made directly. */
+  protected constructor()
   readonly key: string
   readonly token: string
   /** Fencing number: strictly greater than every fence handed out before for this key. */
   readonly fence: number
+  /** The keys held: `[key]`, or every key of a multi-key lock in the order given. */
+  readonly keys: string[]
+  /** One fencing number per key of `keys`. */
+  readonly fences: number[]
   /** Aborts, with a `RelockError` as its reason, when the lock is lost. */
   readonly signal: AbortSignal
   /** True while held and within its lease; answered from native state, without a round trip. */
@@ -147,6 +153,82 @@ export declare class Lock {
   /** Releases the lock: true if this call released it, false if it was released before; rejects with `ERR_RELOCK_LOCK_LOST` if it had been lost. */
   release(): Promise<boolean>
   [Symbol.asyncDispose](): Promise<void>
+}
+
+/** A read or write hold of a read-write lock. */
+export declare class ReadWriteHandle extends Lock {
+  private constructor()
+  readonly mode: 'read' | 'write'
+  /** Turns the write hold into a read hold in one step: no writer can come in between. */
+  downgrade(): Promise<void>
+  /**
+   * Turns the read hold into the write hold, only when this is the only reader (else rejects
+   * with `ERR_RELOCK_UPGRADE_REFUSED`, naming how many others read). The handle gets a new fence.
+   */
+  upgrade(): Promise<void>
+}
+
+/** Many readers or one writer on one key (one Redis host, Sentinel or Cluster). */
+export declare class ReadWriteLock {
+  private constructor()
+  readonly key: string
+  /** Waits for a read hold. Readers share; once a writer waits, new readers wait behind it. */
+  read(options?: AcquireOptions): Promise<ReadWriteHandle>
+  /** Waits for the write hold, alone. Its fence continues the key's fence sequence. */
+  write(options?: AcquireOptions): Promise<ReadWriteHandle>
+  usingRead<T>(fn: (lock: ReadWriteHandle) => T | Promise<T>): Promise<T>
+  usingRead<T>(options: AcquireOptions | undefined, fn: (lock: ReadWriteHandle) => T | Promise<T>): Promise<T>
+  usingWrite<T>(fn: (lock: ReadWriteHandle) => T | Promise<T>): Promise<T>
+  usingWrite<T>(options: AcquireOptions | undefined, fn: (lock: ReadWriteHandle) => T | Promise<T>): Promise<T>
+  /** Writer, readers and waiters now (lists cut at 1000; counts exact). */
+  state(): Promise<ReadWriteState>
+}
+
+export interface ReadWriteState {
+  writer: string | null
+  writerTtl: number | null
+  readers: Array<{ token: string; ttl: number }>
+  readerCount: number
+  waitingWriters: number
+  queue: Array<{ mode: 'read' | 'write'; token: string }>
+  queueLength: number
+  fence: number
+}
+
+/** Settings of a semaphore's `acquire`. */
+export interface PermitsOptions extends AcquireOptions {
+  /** Permits to take. Default 1. */
+  permits?: number
+}
+
+/** Permits of a semaphore held through a handle. */
+export declare class PermitHandle extends Lock {
+  private constructor()
+  readonly permits: number
+}
+
+/** Up to `permits` permits in use at once (one Redis host, Sentinel or Cluster). */
+export declare class Semaphore {
+  private constructor()
+  readonly key: string
+  readonly permits: number
+  /** Waits for `options.permits` (default 1) permits. With `fair: true`, strictly in arrival order. */
+  acquire(options?: PermitsOptions): Promise<PermitHandle>
+  using<T>(fn: (permits: PermitHandle) => T | Promise<T>): Promise<T>
+  using<T>(options: PermitsOptions | undefined, fn: (permits: PermitHandle) => T | Promise<T>): Promise<T>
+  /** Permits free now. */
+  available(): Promise<number>
+  /** Permits in use, holders and fair waiters now (lists cut at 1000; counts exact). */
+  state(): Promise<SemaphoreState>
+}
+
+export interface SemaphoreState {
+  inUse: number
+  holders: Array<{ token: string; permits: number; ttl: number }>
+  queue: string[]
+  holderCount: number
+  queueLength: number
+  fence: number
 }
 
 /** Counters of what a client's locks did since it was created. */
@@ -223,14 +305,25 @@ export declare class Redlock extends EventEmitter {
   readonly closed: boolean
   /** One attempt (more with `retryCount`) to take `key` for `ttl` ms. Resolves to the token, or null if someone else holds it. */
   lock(key: string, ttl: number, options?: RetryOptions): Promise<string | null>
+  /** One attempt to take every one of `keys` for `ttl` ms, or none: the token, or null if any is held. One Redis host, Sentinel or Cluster. */
+  lock(keys: readonly string[], ttl: number): Promise<string | null>
   /** As `lock`, and also tells how long the lock is safe to rely on. */
   lockWithValidity(key: string, ttl: number, options?: RetryOptions): Promise<LockWithValidity | null>
   /** Renews the lock to `ttl` ms if `token` still holds it. */
   extend(key: string, token: string, ttl: number): Promise<boolean>
   /** Releases the lock if `token` holds it. */
   unlock(key: string, token: string): Promise<boolean>
+  /** Releases every one of `keys` that `token` holds: true if it held all of them. */
+  unlock(keys: readonly string[], token: string): Promise<boolean>
   /** Waits until `key` is free and takes it; the native watchdog renews it while held. */
   acquire(key: string, options?: AcquireOptions): Promise<Lock>
+  /**
+   * Waits until every one of `keys` is free and takes them all at once (never some of them):
+   * one token, a fence per key, loss of any key is loss of the whole. Not `fair`; one Redis
+   * host, Sentinel or Cluster (keys over several slots are taken in slot order, without
+   * deadlock).
+   */
+  acquire(keys: readonly string[], options?: AcquireOptions): Promise<Lock>
   /**
    * Runs `fn` while holding `key` and releases it afterwards. Inside `fn`, a nested `using` or
    * `acquire` of the same key in the same async call chain re-enters at once.
@@ -239,9 +332,13 @@ export declare class Redlock extends EventEmitter {
    * Makes exactly one attempt: resolves to a Lock handle, or to null when the lock is held (a
    * host failure rejects). Takes the options of `acquire` but `waitTimeout`.
    */
-  tryAcquire(key: string, options?: Omit<AcquireOptions, 'waitTimeout'>): Promise<Lock | null>
-  using<T>(key: string, fn: (lock: Lock) => T | Promise<T>): Promise<T>
-  using<T>(key: string, options: AcquireOptions | undefined, fn: (lock: Lock) => T | Promise<T>): Promise<T>
+  tryAcquire(key: string | readonly string[], options?: Omit<AcquireOptions, 'waitTimeout'>): Promise<Lock | null>
+  using<T>(key: string | readonly string[], fn: (lock: Lock) => T | Promise<T>): Promise<T>
+  using<T>(key: string | readonly string[], options: AcquireOptions | undefined, fn: (lock: Lock) => T | Promise<T>): Promise<T>
+  /** A read-write lock on `key`. */
+  rwlock(key: string): ReadWriteLock
+  /** A semaphore on `key` with `permits` permits (see the README for changing it while in use). */
+  semaphore(key: string, options: { permits: number }): Semaphore
   /** Counters of what this client's locks did; cheap, no round trip. */
   stats(): LockStats
   /** The state of `key` on every host: holder, remaining ttl, fence, fair queue. */

@@ -7,6 +7,7 @@
 const { Redlock } = require('./lib/redlock.js')
 const { RelockError } = require('./lib/errors.js')
 const { Lock } = require('./lib/lock.js')
+const { ReadWriteLock, ReadWriteHandle, Semaphore, PermitHandle } = require('./lib/primitives.js')
 
 // `default` too: node-redlock users write `import Redlock from 'relock'`.
-module.exports = { Redlock, RelockError, Lock, default: Redlock }
+module.exports = { Redlock, RelockError, Lock, ReadWriteLock, ReadWriteHandle, Semaphore, PermitHandle, default: Redlock }

@@ -47,7 +47,7 @@ test('the tarball holds only what a user needs', () => {
   assert.deepEqual(files, [
     'package/LICENSE', 'package/README.md', 'package/bin/relock.js', 'package/binding.d.ts', 'package/binding.js',
     'package/index.d.ts', 'package/index.js', 'package/index.mjs',
-    'package/lib/direct.js', 'package/lib/errors.js', 'package/lib/lock.js', 'package/lib/metrics.js', 'package/lib/options.js', 'package/lib/redlock.js',
+    'package/lib/direct.js', 'package/lib/errors.js', 'package/lib/lock.js', 'package/lib/metrics.js', 'package/lib/options.js', 'package/lib/primitives.js', 'package/lib/redlock.js',
     'package/package.json',
   ])
   const platformFiles = run('tar', ['-tzf', path.join(work, 'relock-linux-x64-gnu-0.1.0.tgz')], work).trim().split('\n').sort()

@@ -1,7 +1,36 @@
 // Compiled with `tsc --noEmit --strict` by the test command: every exported name, used as
 // the README shows it. It is type-checked, not run.
-import RedlockDefault, { Lock, Redlock, RelockError } from '..'
-import type { RelockLogger, AcquireOptions, LockInfo, LockListing, LockStats, LockWithValidity, RedlockEvents, RedlockOptions, RelockErrorCode, RetryOptions, TlsOptions } from '..'
+import RedlockDefault, { Lock, PermitHandle, ReadWriteHandle, ReadWriteLock, Redlock, RelockError, Semaphore } from '..'
+import type { PermitsOptions, ReadWriteState, SemaphoreState, RelockLogger, AcquireOptions, LockInfo, LockListing, LockStats, LockWithValidity, RedlockEvents, RedlockOptions, RelockErrorCode, RetryOptions, TlsOptions } from '..'
+
+async function primitives(locks: Redlock): Promise<void> {
+  const document: ReadWriteLock = locks.rwlock('document:7')
+  const reader: ReadWriteHandle = await document.read({ ttl: 10_000 })
+  const mode: 'read' | 'write' = reader.mode
+  await reader.upgrade()
+  await reader.downgrade()
+  await reader.release()
+  const words: number = await document.usingRead(async (lock) => lock.fence)
+  await document.usingWrite({ fair: true }, async (lock) => lock.extend(5000))
+  const rwState: ReadWriteState = await document.state()
+  const pool: Semaphore = locks.semaphore('gpu-pool', { permits: 4 })
+  const options: PermitsOptions = { permits: 2, waitTimeout: 1000, fair: true }
+  const permits: PermitHandle = await pool.acquire(options)
+  const taken: number = permits.permits
+  await permits.release()
+  const free: number = await pool.available()
+  const semState: SemaphoreState = await pool.state()
+  await pool.using(async (held) => held.permits)
+  const both: Lock = await locks.acquire(['account:1', 'account:2'], { ttl: 5000 })
+  const fences: number[] = both.fences
+  const keys: string[] = both.keys
+  await both.release()
+  await locks.using(['account:1', 'account:2'], async (lock) => lock.fences)
+  const token: string | null = await locks.lock(['a', 'b'], 5000)
+  if (token) await locks.unlock(['a', 'b'], token)
+  const maybe: Lock | null = await locks.tryAcquire(['a', 'b'])
+  void [mode, words, rwState, taken, free, semState, fences, keys, maybe, Semaphore, ReadWriteLock, PermitHandle, ReadWriteHandle]
+}
 
 async function example(): Promise<void> {
   const options: RedlockOptions = { prefix: 'billing:', logger: console, metrics: { keyGroup: (key) => key.split(':')[0] }, connectTimeout: 2000, commandTimeout: 1000, driftFactor: 0.01, retryCount: 3, retryDelay: 50, retryJitter: 50, retryTimeout: 1000 }
