@@ -480,13 +480,11 @@ impl NativeClient {
     let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
     let mode = if write { Mode::Write } else { Mode::Read };
     let cancel = CancellationToken::new();
-    let wait = self.core.rwlock().begin_acquire(
-      &key,
-      mode,
-      options,
-      cancel.clone(),
-      lost_callback(on_lost),
-    );
+    let wait =
+      self
+        .core
+        .rwlock()
+        .begin_acquire(&key, mode, options, cancel.clone(), lost_callback(on_lost));
     Ok(self.start_wait(&env, id, cancel, wait))
   }
 
@@ -510,12 +508,11 @@ impl NativeClient {
     .resolve()
     .map_err(to_js)?;
     let cancel = CancellationToken::new();
-    let wait = self.core.semaphore().begin_acquire(
-      &key,
-      options,
-      cancel.clone(),
-      lost_callback(on_lost),
-    );
+    let wait =
+      self
+        .core
+        .semaphore()
+        .begin_acquire(&key, options, cancel.clone(), lost_callback(on_lost));
     Ok(self.start_wait(&env, id, cancel, wait))
   }
 

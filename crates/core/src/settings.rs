@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::mutex::acquire::AcquireOptions;
-use crate::semaphore::SemaphoreOptions;
 use crate::options::{ClientOptions, ReplicaAck, ReplicaPolicy, RetryPolicy, TlsOptions};
+use crate::semaphore::SemaphoreOptions;
 use crate::validate;
 
 /// An acquire's lease when none is given.
@@ -90,7 +90,9 @@ impl SemaphoreSettings {
     }
     let count = validate::count("options.permits", self.count.unwrap_or(1.0), MAX_PERMITS)?;
     if count == 0 {
-      return Err(Error::invalid_argument("options.permits must be at least 1"));
+      return Err(Error::invalid_argument(
+        "options.permits must be at least 1",
+      ));
     }
     Ok(SemaphoreOptions {
       permits,

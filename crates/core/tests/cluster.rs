@@ -332,3 +332,78 @@ async fn multi_key_locks_over_several_slots_are_all_or_none_without_deadlock() {
   .await
   .expect("no deadlock");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_write_locks_and_semaphores_run_in_one_slot_per_key() {
+  use relock_core::{Mode, SemaphoreOptions};
+  let nodes = start_cluster();
+  let client = client(&nodes);
+  for index in 0..12 {
+    // Seven keys per script: a CROSSSLOT error would mean a side key left the key's slot.
+    let key = format!("doc:{index}");
+    let reader = client
+      .rwlock()
+      .begin_acquire(
+        &key,
+        Mode::Read,
+        acquire_options(index % 2 == 0),
+        CancellationToken::new(),
+        Box::new(|_| {}),
+      )
+      .await
+      .unwrap();
+    let mut no_wait = acquire_options(false);
+    no_wait.wait = Some(Duration::ZERO);
+    let refused = client
+      .rwlock()
+      .begin_acquire(
+        &key,
+        Mode::Write,
+        no_wait.clone(),
+        CancellationToken::new(),
+        Box::new(|_| {}),
+      )
+      .await
+      .unwrap_err();
+    assert_eq!(refused.kind(), relock_core::ErrorKind::WaitTimeout);
+    client.rwlock().upgrade(&reader).await.unwrap();
+    assert_eq!(
+      owner(&nodes, &key).cli(&["GET", &key]).unwrap().trim(),
+      reader.token()
+    );
+    client.rwlock().downgrade(&reader).await.unwrap();
+    assert_eq!(client.rwlock().state(&key).await.unwrap().reader_count, 1);
+    assert!(reader.release().await.unwrap());
+
+    let pool = format!("pool:{index}");
+    let options = |count| SemaphoreOptions {
+      permits: 3,
+      count,
+      acquire: acquire_options(index % 2 == 1),
+    };
+    let two = client
+      .semaphore()
+      .begin_acquire(
+        &pool,
+        options(2),
+        CancellationToken::new(),
+        Box::new(|_| {}),
+      )
+      .await
+      .unwrap();
+    let one = client
+      .semaphore()
+      .begin_acquire(
+        &pool,
+        options(1),
+        CancellationToken::new(),
+        Box::new(|_| {}),
+      )
+      .await
+      .unwrap();
+    assert_eq!(client.semaphore().state(&pool).await.unwrap().in_use, 3);
+    assert!(two.release().await.unwrap() && one.release().await.unwrap());
+    assert_eq!(client.semaphore().state(&pool).await.unwrap().in_use, 0);
+  }
+  client.close().await;
+}
