@@ -180,6 +180,33 @@ test('stats marks a host that does not answer and exits 1; no matching key is a 
   assert.deepEqual(JSON.parse(none.stdout).hosts.map((h) => [h.held, h.waiters, h.lowestTtl, h.highestFence]), [[0, 0, null, null]])
 })
 
+test('rwlock and semaphore show readers, waiting writers, holders and permits', async () => {
+  const locks = new Redlock(server.url)
+  const reader = await locks.rwlock('cli:doc').read()
+  const writer = locks.rwlock('cli:doc').write({ waitTimeout: 5000 })
+  const permits = await locks.semaphore('cli:pool', { permits: 4 }).acquire({ permits: 3 })
+  await sleep(100)
+  const rw = await relock(['rwlock', 'cli:doc', '--url', server.url])
+  assert.equal(rw.status, 0, rw.stderr)
+  assert.match(rw.stdout, /writer: \(none\)/)
+  assert.match(rw.stdout, /readers: 1/)
+  assert.match(rw.stdout, /waiting writers: 1/)
+  assert.ok(rw.stdout.includes(reader.token))
+  const semaphore = await relock(['semaphore', 'cli:pool', '--url', server.url, '--json'])
+  assert.equal(semaphore.status, 0, semaphore.stderr)
+  const state = JSON.parse(semaphore.stdout)
+  assert.equal(state.inUse, 3)
+  assert.deepEqual(state.holders.map((holder) => [holder.token, holder.permits]), [[permits.token, 3]])
+  await reader.release()
+  const written = await writer
+  const after = await relock(['rwlock', 'cli:doc', '--url', server.url])
+  assert.ok(after.stdout.includes(`writer: ${written.token}`), after.stdout)
+  await Promise.all([written.release(), permits.release()])
+  await locks.close()
+  const missing = await relock(['semaphore', '--url', server.url])
+  assert.equal(missing.status, 2)
+})
+
 test('bad flags of watch and stats are usage errors: exit 2 with the usage text', () => {
   const cases = [
     [['watch', 'k', '--interval', '49'], /--interval must be a whole number from 50 to 60000, got "49"/],

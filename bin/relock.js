@@ -13,6 +13,10 @@ commands:
   list [pattern]            locks whose key matches a glob pattern (default *), found with SCAN
                             (--limit N: at most N keys, default 100)
   release <key> --yes       release a lock whoever holds it (a fair waiter next in line gets it)
+  rwlock <key>              writer, readers with their time left, waiting writers and fair queue
+                            of a read-write lock (one host, Sentinel or Cluster)
+  semaphore <key>           permits in use, holders with their permits and time left, and fair
+                            queue of a semaphore (one host, Sentinel or Cluster)
   watch <key>               inspect a lock again and again, printing its state and what changed
                             (--interval MS: 50 to 60000, default 500; --count N: stop after N
                             refreshes, else run until Ctrl-C)
@@ -104,6 +108,26 @@ async function list(locks, pattern, limit, json) {
   }
   if (json) return JSON.stringify(rows, null, 2)
   return rows.length ? table(rows, ['key', 'holder', 'ttl', 'fence', 'waiting']) : `no keys match ${pattern}`
+}
+
+async function readWrite(locks, key, json) {
+  const state = await locks.rwlock(key).state()
+  if (json) return JSON.stringify(state, null, 2)
+  const writer = state.writer ? `${state.writer} (${ms(state.writerTtl)} left, fence ${state.fence})` : '(none)'
+  const lines = [`writer: ${writer}`, `readers: ${state.readerCount}`, `waiting writers: ${state.waitingWriters}`]
+  if (state.readers.length) lines.push('', table(state.readers.map((reader) => ({ reader: reader.token, left: ms(reader.ttl) })), ['reader', 'left']))
+  if (state.queueLength) lines.push('', `fair queue (${state.queueLength}):`, table(state.queue.map((entry, position) => ({ position: position + 1, mode: entry.mode, token: entry.token })), ['position', 'mode', 'token']))
+  return lines.join('\n')
+}
+
+async function semaphore(locks, key, json) {
+  // The number of permits is each caller's own (it is not stored): the state shows use only.
+  const state = await locks.semaphore(key, { permits: 1 }).state()
+  if (json) return JSON.stringify(state, null, 2)
+  const lines = [`permits in use: ${state.inUse}`, `holders: ${state.holderCount}`, `last fence: ${state.fence}`]
+  if (state.holders.length) lines.push('', table(state.holders.map((holder) => ({ holder: holder.token, permits: holder.permits, left: ms(holder.ttl) })), ['holder', 'permits', 'left']))
+  if (state.queueLength) lines.push('', `fair queue (${state.queueLength}):`, table(state.queue.map((token, position) => ({ position: position + 1, token })), ['position', 'token']))
+  return lines.join('\n')
 }
 
 async function release(locks, key, yes) {
@@ -280,7 +304,7 @@ async function main() {
     console.log(USAGE)
     return options.help ? 0 : 2
   }
-  if (!['inspect', 'list', 'release', 'watch', 'stats'].includes(command)) throw new UsageError(`unknown command ${command}`)
+  if (!['inspect', 'list', 'release', 'watch', 'stats', 'rwlock', 'semaphore'].includes(command)) throw new UsageError(`unknown command ${command}`)
   if (!['list', 'stats'].includes(command) && !argument) throw new UsageError(`${command} needs a key`)
   if (command !== 'watch') {
     for (const option of ['interval', 'count']) if (options[option] !== undefined) throw new UsageError(`--${option} is an option of watch`)
@@ -290,6 +314,8 @@ async function main() {
     if (command === 'inspect') console.log(await inspect(locks, argument, options.json))
     if (command === 'list') console.log(await list(locks, argument ?? '*', options.limit, options.json))
     if (command === 'release') console.log(await release(locks, argument, options.yes))
+    if (command === 'rwlock') console.log(await readWrite(locks, argument, options.json))
+    if (command === 'semaphore') console.log(await semaphore(locks, argument, options.json))
     if (command === 'watch') return await watch(locks, argument, { interval: options.interval ?? 500, count: options.count, json: options.json })
     if (command === 'stats') console.log(await stats(locks, argument ?? '*', options.limit, options.json))
     return someHostFailed ? 1 : 0
