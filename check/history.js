@@ -21,7 +21,9 @@ const PROMISES = {
   register: 'fenced register and counter',
 }
 
-const HANDLE_KINDS = new Set(['acquire', 'acquire-fair', 'using', 'using-nested', 'acquire-nested'])
+const HANDLE_KINDS = new Set(['acquire', 'acquire-fair', 'using', 'using-nested', 'acquire-nested', 'rw-read', 'rw-write', 'semaphore', 'multi'])
+// Grants that others may share: readers with readers, holders of permits up to the permits.
+const SHARED_KINDS = new Set(['rw-read', 'semaphore'])
 const TRANSPORT_CODES = new Set(['ERR_RELOCK_TIMEOUT', 'ERR_RELOCK_CONNECTION', 'ERR_RELOCK_NO_QUORUM', 'ERR_RELOCK_CLOSED'])
 const BOUNDED_OPS = new Set(['lock', 'lockWithValidity', 'unlock', 'extend', 'release', 'inspect', 'close'])
 
@@ -127,7 +129,13 @@ function windows(h) {
     if (end < g.start) continue
     result.push({ ...g, windowEnd: end })
   }
-  return result
+  return result.flatMap(perKey)
+}
+
+/** A multi-key grant counts as one grant of each of its keys, with that key's fence. */
+function perKey(g) {
+  if (g.kind !== 'multi' || !g.keys) return [g]
+  return g.keys.map((key, index) => ({ ...g, key, fence: g.fences[index] }))
 }
 
 function groupBy(items, keyOf) {
@@ -143,13 +151,15 @@ function groupBy(items, keyOf) {
 /** Promise 1: no two grants' windows of one key overlap (reentrant grants share a token). */
 function checkMutualExclusion(h) {
   const out = { violations: [], excused: [] }
-  for (const [id, all] of groupBy(windows(h), (g) => `${g.topology}/${g.key}`)) {
+  const exclusive = windows(h).filter((g) => g.kind !== 'semaphore')
+  for (const [id, all] of groupBy(exclusive, (g) => `${g.topology}/${g.key}`)) {
     const list = all.filter((g) => !g.neverValid).sort((a, b) => a.start - b.start)
     // A grant that was never seen valid happened within [callStart, start]: a conflict for
     // certain only when another holder's window covers all of that.
     for (const g of all.filter((w) => w.neverValid)) {
       for (const a of list) {
         if (a.token === g.token || a.start > g.callStart || a.windowEnd < g.start) continue
+        if (a.kind === 'rw-read' && g.kind === 'rw-read') continue
         const finding = {
           promise: 1, topology: g.topology, key: g.key,
           summary: `${id}: ${g.who} was granted between ${rel(h, g.callStart)} and ${rel(h, g.start)} ms while ${a.who} held it all along (valid until ${rel(h, a.windowEnd)} ms)`,
@@ -165,6 +175,7 @@ function checkMutualExclusion(h) {
       active = active.filter((a) => a.windowEnd > g.start)
       for (const a of active) {
         if (a.token === g.token) continue
+        if (a.kind === 'rw-read' && g.kind === 'rw-read') continue
         const finding = {
           promise: 1, topology: g.topology, key: g.key,
           summary: `${id}: ${g.who} was granted at ${rel(h, g.start)} ms while ${a.who} still held it (valid until ${rel(h, a.windowEnd)} ms)`,
@@ -182,6 +193,38 @@ function checkMutualExclusion(h) {
 }
 
 /**
+ * Promise 1 for semaphores: at no moment do the windows of one semaphore's holders add up to
+ * more permits than it has.
+ */
+function checkPermits(h) {
+  const out = { violations: [], excused: [] }
+  const held = windows(h).filter((g) => g.kind === 'semaphore' && !g.neverValid)
+  for (const [id, list] of groupBy(held, (g) => `${g.topology}/${g.key}`)) {
+    const events = list.flatMap((g) => [[g.start, g.permits, g], [g.windowEnd, -g.permits, g]]).sort((a, b) => a[0] - b[0] || a[1] - b[1])
+    let inUse = 0
+    const inside = new Set()
+    for (const [t, change, g] of events) {
+      inUse += change
+      if (change < 0) {
+        inside.delete(g)
+        continue
+      }
+      inside.add(g)
+      if (inUse <= g.limit) continue
+      const finding = {
+        promise: 1, topology: g.topology, key: g.key,
+        summary: `${id}: ${inUse} permits in use at ${rel(h, t)} ms, of ${g.limit} (${[...inside].map((o) => `${o.who} ${o.permits}`).join(', ')})`,
+        grants: [...inside].map((o) => describeGrant(h, o)),
+        faults: describeFaults(h, faultsDuring(h, Math.min(...[...inside].map((o) => o.callStart ?? o.start)), t)),
+      }
+      if (forgettingRestarts(h, g.topology, Math.min(...[...inside].map((o) => o.callStart ?? o.start)), t).length) out.excused.push({ ...finding, reason: 'a host restarted without persistence and forgot the holders (README, Known limits)' })
+      else out.violations.push(finding)
+    }
+  }
+  return out
+}
+
+/**
  * Promise 2: fences grow with grants. Order is only certain when one grant resolved before
  * the other call even started, so only such pairs are compared.
  */
@@ -193,7 +236,7 @@ function checkFences(h) {
       out.violations.push({ promise: 2, topology: r.topology, key: r.key, summary: `probe "${r.name}": fences ${r.fences.join(', ')} (the last must be above the one before)` })
     }
   }
-  const fenced = [...h.grants.values()].filter((g) => g.fence != null && !g.reentrant)
+  const fenced = [...h.grants.values()].flatMap(perKey).filter((g) => g.fence != null && !g.reentrant)
   for (const [id, list] of groupBy(fenced, (g) => `${g.topology}/${g.key}`)) {
     const byStart = [...list].sort((a, b) => a.start - b.start)
     const byCallStart = [...list].sort((a, b) => a.callStart - b.callStart)
@@ -489,7 +532,7 @@ function checkRegister(h) {
   return out
 }
 
-const CHECKS = [checkMutualExclusion, checkFences, checkLossReports, checkScopes, checkWaitingCost, checkGhostLocks, checkCallBounds, checkOperatorCalls, checkDeadFairWaiter, checkRegister]
+const CHECKS = [checkMutualExclusion, checkPermits, checkFences, checkLossReports, checkScopes, checkWaitingCost, checkGhostLocks, checkCallBounds, checkOperatorCalls, checkDeadFairWaiter, checkRegister]
 
 /** Runs every check; `violations` and `excused` are flat lists tagged with their promise. */
 function verify(records) {

@@ -24,13 +24,18 @@ class Holding {
   }
 
   /** A Lock handle from acquire or using. */
-  handleGrant({ kind, topology, key, handle, cid, callStart, ttl, maxHold, fair, reentrant }) {
+  /**
+   * A Lock handle from acquire or using. `fence` overrides the handle's (null for a reader,
+   * whose grant hands out no fence); `extra` is recorded with the grant (a semaphore's
+   * permits, a multi-key lock's keys and fences).
+   */
+  handleGrant({ kind, topology, key, handle, cid, callStart, ttl, maxHold, fair, reentrant, fence = handle.fence, extra = {} }) {
     const grant = {
-      gid: `${this.recorder.who}#${++this.#nextGrantId}`, kind, topology, key, handle, token: handle.token, fence: handle.fence,
+      gid: `${this.recorder.who}#${++this.#nextGrantId}`, kind, topology, key, handle, token: handle.token, fence, ...extra,
       start: now(), lastValidAt: null, invalidAt: null, releasing: false,
       isValid: () => handle.isValid(), remaining: () => handle.remainingMs(),
     }
-    this.#record('grant', { gid: grant.gid, cid, kind, topology, key, token: grant.token, fence: grant.fence, start: grant.start, callStart, ttl, maxHold, fair, reentrant })
+    this.#record('grant', { gid: grant.gid, cid, kind, topology, key, token: grant.token, fence: grant.fence, start: grant.start, callStart, ttl, maxHold, fair, reentrant, ...extra })
     const { signal } = handle
     const onAbort = () => this.#record('lost', { gid: grant.gid, via: 'signal', t: now(), code: signal.reason && signal.reason.code })
     if (signal.aborted) onAbort()
@@ -112,6 +117,44 @@ class Holding {
       this.#record('register-error', { gid: grant.gid, t: now(), message: error.message })
       return false
     }
+  }
+
+  /**
+   * A section that only reads (a reader of a read-write lock, a holder of permits): pauses,
+   * some longer than the ttl, watching isValid(); it reads the key's counter, so a writer
+   * beside it would also show in the register's history.
+   */
+  async readSection(grant, ttl) {
+    const reads = this.rng.int(1, 3)
+    for (let i = 0; i < reads; i++) {
+      const seen = this.check(grant, 'read')
+      if (!seen.valid) return this.awaitLossReport(grant)
+      try {
+        await this.register.readCounter(`${grant.topology}/${grant.key}`)
+      } catch (error) {
+        this.#record('register-error', { gid: grant.gid, t: now(), message: error.message })
+      }
+      const long = this.rng.chance(0.15)
+      await this.pause(grant, long ? Math.round(ttl * 1.5) : this.rng.int(0, Math.round(ttl * 0.6)))
+    }
+    await this.awaitLossReport(grant)
+  }
+
+  /** A multi-key lock's critical section: the writes of each of its keys, with its fence. */
+  async multiSection(grant, ttl, ctx) {
+    const { key: label, fence } = grant
+    try {
+      for (const [index, key] of grant.keys.entries()) {
+        // One key at a time, under its own name and fence (the register is per key).
+        Object.assign(grant, { key, fence: grant.fences[index] })
+        if (!(await this.write(grant))) return this.awaitLossReport(grant)
+        if (ctx.stopping()) return
+        await this.pause(grant, this.rng.int(0, Math.round(ttl * 0.4)))
+      }
+    } finally {
+      Object.assign(grant, { key: label, fence })
+    }
+    await this.awaitLossReport(grant)
   }
 
   /** The critical section: a few writes with pauses between them, some longer than the ttl. */

@@ -70,15 +70,31 @@ async function sampleCommands(topologies, connections, recorder) {
 }
 
 async function recordFinalHolders(topologies, recorder, phase) {
-  for (const { name, hosts, keys } of topologies) {
+  for (const { name, hosts, keys, rwKeys, semaphoreKeys } of topologies) {
     for (const [index, host] of hosts.entries()) {
-      for (const key of keys) {
+      const record = (key, token, pttl, error) => recorder.record('final-holder', { topology: name, host: index, key, token, pttl, phase, t: now(), ...(error ? { error } : {}) })
+      // Plain locks and write-locked read-write locks: the key's token.
+      for (const key of [...keys, ...rwKeys]) {
         try {
-          const token = await respOnce(host.port, ['GET', key])
-          const pttl = await respOnce(host.port, ['PTTL', key])
-          recorder.record('final-holder', { topology: name, host: index, key, token, pttl, phase, t: now() })
+          record(key, await respOnce(host.port, ['GET', key]), await respOnce(host.port, ['PTTL', key]))
         } catch (error) {
-          recorder.record('final-holder', { topology: name, host: index, key, token: null, phase, t: now(), error: error.message })
+          record(key, null, undefined, error.message)
+        }
+      }
+      // Readers and holders of permits: every token in the sorted set of leases, with its time
+      // left (leases that ran out count as gone, as the next call reclaims them).
+      const leaseSets = [...rwKeys.map((key) => [key, `{${key}}:relock:rw:readers`]), ...semaphoreKeys.map((key) => [key, key])]
+      for (const [key, leases] of leaseSets) {
+        try {
+          const time = await respOnce(host.port, ['TIME'])
+          const nowMs = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000)
+          const entries = await respOnce(host.port, ['ZRANGE', leases, '0', '-1', 'WITHSCORES'])
+          for (let i = 0; i < entries.length; i += 2) {
+            const left = Number(entries[i + 1]) - nowMs
+            if (left > 0) record(key, entries[i], left)
+          }
+        } catch (error) {
+          record(key, null, undefined, error.message)
         }
       }
     }

@@ -4,7 +4,7 @@
 // does its critical section, lets go, and writes down every call with its outcome.
 
 const { now, sleep } = require('./clock')
-const { isLockKey, APP_KEYS } = require('./topologies')
+const { isLockKey, APP_KEYS, SEMAPHORE_PERMITS } = require('./topologies')
 
 // Short leases so faults matter, plus the smallest accepted (100 ms).
 const TTLS = [[100, 0.6], [200, 2], [300, 2], [500, 2], [1000, 1.5], [2000, 1]]
@@ -82,6 +82,68 @@ async function acquireScenario(ctx, { fair }) {
   }
   const grant = holding.handleGrant({ kind: fair ? 'acquire-fair' : 'acquire', topology: ctx.topology.name, key, handle, cid, callStart, ...options })
   await holding.criticalSection(grant, options.ttl, ctx)
+  await holding.release(grant)
+}
+
+/**
+ * A read-write lock (read or write), a semaphore's permits, or a multi-key lock over two of the
+ * topology's lock keys (so it contends with the plain locks on them): acquired with a wait
+ * that is sometimes aborted, held through a critical section, released.
+ */
+async function primitiveScenario(ctx, kind) {
+  const { rng, recorder, holding, client } = ctx
+  const fair = kind !== 'multi' && rng.chance(0.3)
+  const options = acquireOptions(ctx, { fair })
+  let key
+  let take
+  let extra = {}
+  if (kind === 'rw-read' || kind === 'rw-write') {
+    key = rng.pick(ctx.topology.rwKeys)
+    const document = client.rwlock(key)
+    take = (given) => (kind === 'rw-read' ? document.read(given) : document.write(given))
+  } else if (kind === 'semaphore') {
+    key = rng.pick(ctx.topology.semaphoreKeys)
+    const permits = rng.int(1, SEMAPHORE_PERMITS)
+    extra = { permits, limit: SEMAPHORE_PERMITS }
+    take = (given) => client.semaphore(key, { permits: SEMAPHORE_PERMITS }).acquire({ ...given, permits })
+  } else {
+    // Two or three of the lock keys, in a random order.
+    const keys = [...ctx.topology.keys]
+    for (let i = keys.length - 1; i > 0; i--) {
+      const j = rng.int(0, i)
+      ;[keys[i], keys[j]] = [keys[j], keys[i]]
+    }
+    keys.length = rng.int(2, keys.length)
+    key = keys.join(', ')
+    take = (given) => client.acquire(keys, given)
+  }
+  const cid = `${recorder.who}/c${++nextCallId}`
+  const controller = new AbortController()
+  let abortAt = null
+  const abortTimer = rng.chance(0.15) ? setTimeout(() => { abortAt = now(); controller.abort() }, rng.int(0, options.waitTimeout)) : null
+  const stop = () => { abortAt = abortAt ?? now(); controller.abort() }
+  ctx.stopSignal.addEventListener('abort', stop, { once: true })
+  const onLost = (reason) => recorder.record('lost', { cid, via: 'onLost', t: now(), code: reason && reason.code })
+  const callStart = now()
+  recorder.record('call-start', { cid, op: 'acquire', topology: ctx.topology.name, key, t: callStart, ...options })
+  let handle
+  try {
+    handle = await take({ ...options, signal: controller.signal, onLost })
+    recorder.record('call', { cid, op: 'acquire', topology: ctx.topology.name, key, start: callStart, end: now(), ok: true, waitTimeout: options.waitTimeout })
+  } catch (error) {
+    recorder.record('call', { cid, op: 'acquire', topology: ctx.topology.name, key, start: callStart, end: now(), ok: false, code: codeOf(error), abortAt, waitTimeout: options.waitTimeout })
+    return
+  } finally {
+    if (abortTimer) clearTimeout(abortTimer)
+    ctx.stopSignal.removeEventListener('abort', stop)
+  }
+  if (kind === 'multi') extra = { keys: handle.keys, fences: handle.fences }
+  // A reader and a holder of permits get no fence that orders them (their grants are shared).
+  const fence = kind === 'rw-read' ? null : handle.fence
+  const grant = holding.handleGrant({ kind, topology: ctx.topology.name, key, handle, cid, callStart, ...options, fence, extra })
+  if (kind === 'rw-write') await holding.criticalSection(grant, options.ttl, ctx)
+  else if (kind === 'multi') await holding.multiSection(grant, options.ttl, ctx)
+  else await holding.readSection(grant, options.ttl)
   await holding.release(grant)
 }
 
@@ -257,6 +319,8 @@ function scenarioWeights(topology) {
     ['acquire', 4], ['acquire-fair', topology === 'one' ? 3 : 0],
     ['using', 2], ['using-nested', 1.5], ['using-nested-no-await', 1.5], ['using-throws', 0.7], ['using-leaked-inner', 0.3], ['using-timer-work', 1],
     ['lock', 2.5], ['lockWithValidity', 2], ['operator', 0.15],
+    // One host only: read-write locks, semaphores, multi-key locks.
+    ...(topology === 'one' ? [['rw-read', 2], ['rw-write', 1.5], ['semaphore', 2], ['multi', 3]] : []),
   ]
 }
 
@@ -273,6 +337,11 @@ function runScenario(ctx, name) {
     case 'lock': return plainScenario(ctx, false)
     case 'lockWithValidity': return plainScenario(ctx, true)
     case 'operator': return operatorScenario(ctx)
+    case 'rw-read':
+    case 'rw-write':
+    case 'semaphore':
+    case 'multi':
+      return primitiveScenario(ctx, name)
     default: throw new Error(`unknown scenario ${name}`)
   }
 }

@@ -20,7 +20,20 @@ function lockKeys(topology) {
   return Array.from({ length: KEYS_PER_TOPOLOGY }, (_, i) => `lk:${topology}:${i}`)
 }
 
-const isLockKey = (key) => /^lk:[a-z0-9]+:\d+$/.test(key)
+// Read-write locks and semaphores need one host: only the single-host topology has them.
+function readWriteKeys(topology) {
+  return topology === 'one' ? ['rw:one:0', 'rw:one:1'] : []
+}
+
+function semaphoreKeys(topology) {
+  return topology === 'one' ? ['sem:one:0'] : []
+}
+
+// Semaphores of the checker have this many permits.
+const SEMAPHORE_PERMITS = 3
+
+// A write-locked read-write lock is a plain lock too: list() finds it.
+const isLockKey = (key) => /^(lk|rw):[a-z0-9]+:\d+$/.test(key)
 
 // Application data of other types that the lock library must never touch.
 const APP_KEYS = [
@@ -58,16 +71,18 @@ async function startTopologies(debugCommand) {
       await writeAppKeys(host.port)
       hosts.push(host)
     }
-    topologies.push({ name, hosts, keys: lockKeys(name) })
+    topologies.push({ name, hosts, keys: lockKeys(name), rwKeys: readWriteKeys(name), semaphoreKeys: semaphoreKeys(name) })
   }
   return topologies
 }
 
 /** What a client process needs to know: where to connect, and the real ports for its checks. */
 function describeTopologies(topologies) {
-  return topologies.map(({ name, hosts, keys }) => ({
+  return topologies.map(({ name, hosts, keys, rwKeys, semaphoreKeys }) => ({
     name,
     keys,
+    rwKeys,
+    semaphoreKeys,
     urls: hosts.map((host) => host.proxy.url),
     ports: hosts.map((host) => host.port),
   }))
@@ -82,4 +97,4 @@ async function stopTopologies(topologies) {
   }
 }
 
-module.exports = { TOPOLOGIES, lockKeys, isLockKey, APP_KEYS, writeAppKeys, checkAppKeys, startTopologies, describeTopologies, stopTopologies }
+module.exports = { TOPOLOGIES, lockKeys, isLockKey, SEMAPHORE_PERMITS, APP_KEYS, writeAppKeys, checkAppKeys, startTopologies, describeTopologies, stopTopologies }
