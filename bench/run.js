@@ -22,9 +22,10 @@ const { runThroughputTable } = require('./scenarios/throughput')
 const { runContention } = require('./scenarios/contention')
 const { runCeiling } = require('./scenarios/ceiling')
 const { runMemory } = require('./scenarios/memory')
+const { runPrimitives } = require('./scenarios/primitives')
 
 const RESULTS_DIR = path.join(__dirname, 'results')
-const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7]
+const ALL_SCENARIOS = [1, 2, 3, 4, 5, 6, 7, 8]
 
 // Sized so that the full run stays under 10 minutes on a 2-core machine.
 const FULL = {
@@ -69,7 +70,7 @@ function parseFlags(argv) {
     else if (flag === '--only') {
       flags.only = String(argv[++i]).split(',').map((part) => positiveInteger(flag, part))
       const unknown = flags.only.filter((scenario) => !ALL_SCENARIOS.includes(scenario))
-      if (unknown.length) throw new Error(`--only: no scenario ${unknown.join(', ')}; there are 1 to 7\n${USAGE}`)
+      if (unknown.length) throw new Error(`--only: no scenario ${unknown.join(', ')}; there are 1 to 8\n${USAGE}`)
     } else throw new Error(`unknown flag ${flag}\n${USAGE}`)
   }
   return flags
@@ -172,6 +173,9 @@ async function runScenarios(only, settings, hosts, variants) {
           proxy.stop()
         }
       }
+    }
+    if (only.includes(8)) {
+      results.s8 = await runPrimitives({ host: hosts[0], rounds, durationMs: settings.singleHostDurationMs, warmupMs, flushHosts })
     }
     if (only.includes(6)) {
       results.s6 = await runMemory({ host: hosts[0], rounds, cycles: settings.memoryCycles, warmupCycles: settings.memoryWarmupCycles, loops: settings.memoryLoops, runningWorkers })

@@ -40,7 +40,7 @@ function scenario2VersusCeiling(results) {
 }
 
 function addComparisons(results) {
-  for (const table of [results.s1, results.s2, ...(results.s3?.tables ?? []), ...(results.s7?.tables ?? [])]) {
+  for (const table of [results.s1, results.s2, ...(results.s3?.tables ?? []), ...(results.s7?.tables ?? []), ...(results.s8?.tables ?? [])]) {
     if (table) compareWithBestPeer(table, 'cyclesPerSecond')
   }
   if (results.s4) compareWithBestPeer(results.s4, 'acquisitionsPerSecond')
@@ -217,6 +217,7 @@ function renderMarkdown(results) {
   if (results.s2) sections.push('## 2. 64 concurrent lock + unlock loops', throughputSection(results.s2))
   if (results.s3) sections.push('## 3. Redlock over 3 and 5 hosts', ...results.s3.tables.map(throughputSection))
   if (results.s7) sections.push('## 7. At network distance (a proxy delays each chunk, each way)', ...results.s7.tables.map(throughputSection))
+  if (results.s8) sections.push('## 8. Semaphores, multi-key locks, read-write locks (64 loops, one host)', ...results.s8.tables.map(throughputSection))
   if (results.s4) sections.push('## 4. Contention across processes', contentionSection(results.s4))
   if (results.s5) sections.push('## 5. The ceiling', ceilingSection(results.s5))
   if (results.s6) sections.push('## 6. Memory', memorySection(results.s6))
