@@ -304,3 +304,32 @@ async fn never_a_reader_beside_a_writer_nor_two_writers_under_contention() {
     "readers shared the lock"
   );
 }
+
+#[tokio::test]
+async fn an_idle_read_write_lock_leaves_only_its_fence_counter() {
+  let server = RedisServer::start();
+  let (_client, rwlock) = client(&server);
+  let reader = take(&rwlock, Mode::Read, options(0, false)).await.unwrap();
+  // A waiting writer and a fair waiting reader, each letting go as soon as it gets in.
+  let waiters: Vec<_> = [(Mode::Write, false), (Mode::Read, true)]
+    .into_iter()
+    .map(|(mode, fair)| {
+      let rwlock = rwlock.clone();
+      tokio::spawn(async move {
+        let held = take(&rwlock, mode, options(5000, fair)).await.unwrap();
+        assert!(held.release().await.unwrap());
+      })
+    })
+    .collect();
+  tokio::time::sleep(Duration::from_millis(100)).await;
+  assert!(reader.release().await.unwrap());
+  for waiter in waiters {
+    waiter.await.unwrap();
+  }
+  let keys = server.cli(&["KEYS", "*"]).unwrap();
+  assert_eq!(
+    keys.trim(),
+    "{doc}:relock:fence",
+    "nothing but the fence counter is left"
+  );
+}

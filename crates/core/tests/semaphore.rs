@@ -218,3 +218,23 @@ async fn several_redlock_hosts_are_refused_clearly() {
   assert_eq!(error.kind(), ErrorKind::Unsupported);
   assert!(error.message().contains("single Redis host"), "{error}");
 }
+
+#[tokio::test]
+async fn an_idle_semaphore_leaves_only_its_fence_counter() {
+  let server = RedisServer::start();
+  let (_client, semaphore) = semaphore(&server);
+  let held = take(&semaphore, options(2, 2, 0, true)).await.unwrap();
+  let waiter = tokio::spawn({
+    let semaphore = semaphore.clone();
+    async move { take(&semaphore, options(2, 1, 5000, true)).await }
+  });
+  tokio::time::sleep(Duration::from_millis(100)).await;
+  assert!(held.release().await.unwrap());
+  assert!(waiter.await.unwrap().unwrap().release().await.unwrap());
+  let keys = server.cli(&["KEYS", "*"]).unwrap();
+  assert_eq!(
+    keys.trim(),
+    "{pool}:relock:semaphore:fence",
+    "nothing but the fence counter is left"
+  );
+}

@@ -48,8 +48,8 @@ pub const STATE_LIST_LIMIT: usize = 1000;
 pub struct SemaphoreKeys {
   /// The semaphore's own key: holders scored by the end of their lease.
   pub leases: String,
+  /// Each holder's permits, and their sum.
   pub held: String,
-  pub in_use: String,
   pub queue: String,
   pub liveness: String,
   pub arrivals: String,
@@ -64,7 +64,6 @@ impl SemaphoreKeys {
     SemaphoreKeys {
       leases: key.to_owned(),
       held: side("held"),
-      in_use: side("in-use"),
       queue: side("queue"),
       liveness: side("liveness"),
       arrivals: side("arrivals"),
@@ -74,11 +73,10 @@ impl SemaphoreKeys {
   }
 
   /// In the order the scripts declare them.
-  fn all(&self) -> [&str; 7] {
+  fn all(&self) -> [&str; 6] {
     [
       &self.leases,
       &self.held,
-      &self.in_use,
       &self.queue,
       &self.liveness,
       &self.arrivals,

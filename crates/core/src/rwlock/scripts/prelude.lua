@@ -12,6 +12,9 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local function prune()
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  if redis.call('EXISTS', KEYS[4]) == 0 then
+    return
+  end
   while true do
     local silent = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 256)
     if #silent == 0 then
@@ -24,26 +27,29 @@ local function prune()
   end
 end
 
--- The side keys live as long as the longest lease or waiter, so an idle lock leaves nothing
--- behind but its fence counter (which never expires).
-local function keep_alive()
-  local last = 0
-  for _, zset in ipairs({KEYS[2], KEYS[3], KEYS[5]}) do
-    local newest = redis.call('ZRANGE', zset, -1, -1, 'WITHSCORES')
-    if newest[2] and tonumber(newest[2]) > last then
-      last = tonumber(newest[2])
+-- A sorted set scored by deadlines lives as long as its latest one (with `also`, keys that
+-- belong to it); empty, they go. So an idle lock leaves nothing behind but its fence counter
+-- (which never expires).
+local function keep(zset, also)
+  local newest = redis.call('ZRANGE', zset, -1, -1, 'WITHSCORES')
+  local keys = {zset}
+  for _, key in ipairs(also or {}) do
+    table.insert(keys, key)
+  end
+  for _, key in ipairs(keys) do
+    if newest[2] then
+      redis.call('PEXPIRE', key, tonumber(newest[2]) - now + 1000)
+    else
+      redis.call('DEL', key)
     end
-  end
-  if last <= now then
-    redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
-    return
-  end
-  for i = 2, 6 do
-    redis.call('PEXPIRE', KEYS[i], last - now + 1000)
   end
 end
 
--- Joins the fair queue (or refreshes the liveness deadline there); returns the member.
+local function keep_queue()
+  keep(KEYS[5], {KEYS[4], KEYS[6]})
+end
+
+-- Joins the fair queue (or refreshes the liveness deadline there).
 local function queue_up(member, liveness)
   if not redis.call('ZSCORE', KEYS[4], member) then
     redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[6]), member)

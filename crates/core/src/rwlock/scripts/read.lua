@@ -8,33 +8,34 @@ prune()
 local token, ttl = ARGV[1], tonumber(ARGV[2])
 if redis.call('ZSCORE', KEYS[2], token) then
   redis.call('ZADD', KEYS[2], now + ttl, token)
-  keep_alive()
+  keep(KEYS[2])
   return {1}
 end
 if ARGV[3] == '1' then
   local member = 'r' .. token
   queue_up(member, tonumber(ARGV[4]))
   if redis.call('EXISTS', KEYS[1]) == 1 then
-    keep_alive()
+    keep_queue()
     return {0, recheck_in()}
   end
   local rank = redis.call('ZRANK', KEYS[4], member)
   if rank > 0 then
     for _, ahead in ipairs(redis.call('ZRANGE', KEYS[4], 0, rank - 1)) do
       if string.sub(ahead, 1, 1) == 'w' then
-        keep_alive()
+        keep_queue()
         return {0, -1}
       end
     end
   end
   leave_queue(member)
+  keep_queue()
 elseif redis.call('EXISTS', KEYS[1]) == 1 or redis.call('ZCARD', KEYS[3]) > 0
     or redis.call('ZCARD', KEYS[4]) > 0 then
   return {0, recheck_in()}
 end
 redis.call('ZADD', KEYS[2], now + ttl, token)
-keep_alive()
-if redis.call('ZCARD', KEYS[4]) > 0 then
+keep(KEYS[2])
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
   -- Readers queued right behind this one may come in as well.
   redis.call('PUBLISH', ARGV[5], '')
 end

@@ -11,19 +11,23 @@ if redis.call('GET', KEYS[1]) == token then
 elseif redis.call('ZREM', KEYS[2], token) == 1 then
   released = 1
   wake = redis.call('ZCARD', KEYS[2]) == 0
+  keep(KEYS[2])
 end
 if redis.call('ZREM', KEYS[3], token) == 1 then
   -- A writer that gave up: readers it held back may go.
   wake = true
+  keep(KEYS[3])
 end
-for _, member in ipairs({'r' .. token, 'w' .. token}) do
-  if redis.call('ZREM', KEYS[4], member) == 1 then
-    redis.call('ZREM', KEYS[5], member)
-    wake = true
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  for _, member in ipairs({'r' .. token, 'w' .. token}) do
+    if redis.call('ZREM', KEYS[4], member) == 1 then
+      redis.call('ZREM', KEYS[5], member)
+      wake = true
+    end
   end
+  keep_queue()
 end
 if wake then
   redis.call('PUBLISH', ARGV[2], '')
 end
-keep_alive()
 return released

@@ -16,20 +16,22 @@ if ARGV[3] == '1' then
   local member = 'w' .. token
   queue_up(member, liveness)
   if busy or redis.call('ZRANGE', KEYS[4], 0, 0)[1] ~= member then
-    keep_alive()
+    keep_queue()
     return {0, recheck_in()}
   end
   leave_queue(member)
+  keep_queue()
 else
-  if busy or redis.call('ZCARD', KEYS[4]) > 0 then
+  if busy or redis.call('EXISTS', KEYS[4]) == 1 then
     redis.call('ZADD', KEYS[3], now + liveness, token)
-    keep_alive()
+    keep(KEYS[3])
     return {0, recheck_in()}
   end
-  redis.call('ZREM', KEYS[3], token)
+  if redis.call('ZREM', KEYS[3], token) == 1 then
+    keep(KEYS[3])
+  end
 end
 redis.call('SET', KEYS[1], token, 'PX', ttl)
 local fence = redis.call('INCR', KEYS[7])
 redis.call('PERSIST', KEYS[7])
-keep_alive()
 return {1, fence}

@@ -7,36 +7,39 @@
 -- Returns {1, fence, permits left} if admitted (also when an earlier attempt of the same wait
 -- was), else {0, permits left, ms until the first lease ends or -1}.
 reclaim_expired()
-drop_silent_waiters()
 local holder, wanted, permits, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if redis.call('ZSCORE', KEYS[1], holder) then
   redis.call('ZADD', KEYS[1], now + ttl, holder)
-  keep_alive()
-  return {1, tonumber(redis.call('GET', KEYS[7]) or '0'), permits - in_use()}
+  keep_holders()
+  return {1, tonumber(redis.call('GET', KEYS[6]) or '0'), permits - in_use()}
 end
 local free = permits - in_use()
+local queued = redis.call('EXISTS', KEYS[3]) == 1
+if queued then
+  drop_silent_waiters()
+end
 if ARGV[5] == '1' then
-  if not redis.call('ZSCORE', KEYS[4], holder) then
-    redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[6]), holder)
+  if not redis.call('ZSCORE', KEYS[3], holder) then
+    redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[5]), holder)
   end
-  redis.call('ZADD', KEYS[5], now + tonumber(ARGV[6]), holder)
-  local head = redis.call('ZRANGE', KEYS[4], 0, 0)[1]
-  if head ~= holder or free < wanted then
-    keep_alive()
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[6]), holder)
+  if redis.call('ZRANGE', KEYS[3], 0, 0)[1] ~= holder or free < wanted then
+    keep_queue()
     return {0, free, first_lease_end()}
   end
+  redis.call('ZREM', KEYS[3], holder)
   redis.call('ZREM', KEYS[4], holder)
-  redis.call('ZREM', KEYS[5], holder)
-elseif free < wanted or redis.call('ZCARD', KEYS[4]) > 0 then
+  keep_queue()
+  queued = true
+elseif free < wanted or (queued and redis.call('ZCARD', KEYS[3]) > 0) then
   return {0, free, first_lease_end()}
 end
 redis.call('HSET', KEYS[2], holder, wanted)
+redis.call('HINCRBY', KEYS[2], IN_USE, wanted)
 redis.call('ZADD', KEYS[1], now + ttl, holder)
-redis.call('INCRBY', KEYS[3], wanted)
-local fence = redis.call('INCR', KEYS[7])
-redis.call('PERSIST', KEYS[7])
-keep_alive()
-if free - wanted > 0 and redis.call('ZCARD', KEYS[4]) > 0 then
+local fence = redis.call('INCR', KEYS[6])
+keep_holders()
+if queued and free - wanted > 0 and redis.call('EXISTS', KEYS[3]) == 1 then
   -- The next in the queue may fit in what is left.
   redis.call('PUBLISH', ARGV[7], '')
 end

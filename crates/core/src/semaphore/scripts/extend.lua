@@ -5,5 +5,5 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   return 0
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-keep_alive()
+keep_holders()
 return 1

@@ -1,11 +1,13 @@
 -- Shared by every semaphore script (put in front of each). Leases and liveness deadlines are
 -- read against Redis's own clock, so client clocks never matter.
 -- KEYS[1] leases (zset: holder token -> end of its lease, ms), KEYS[2] permits held (hash:
--- holder token -> permits), KEYS[3] permits in use (sum of KEYS[2]), KEYS[4] fair queue (zset:
--- waiter token -> arrival number), KEYS[5] waiters' liveness (zset: waiter token -> deadline,
--- ms), KEYS[6] arrival counter, KEYS[7] fence counter
+-- holder token -> its permits, and "in-use" -> their sum), KEYS[3] fair queue (zset: waiter
+-- token -> arrival number), KEYS[4] waiters' liveness (zset: waiter token -> deadline, ms),
+-- KEYS[5] arrival counter, KEYS[6] fence counter (never expires: a counter that vanished would
+-- start again at 1)
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local IN_USE = 'in-use'
 
 -- Frees the permits of holders whose lease ran out (a crashed holder's, say), a batch at a
 -- time so that any number of them fits in one call.
@@ -19,9 +21,7 @@ local function reclaim_expired()
       local permits = tonumber(redis.call('HGET', KEYS[2], holder) or '0')
       redis.call('HDEL', KEYS[2], holder)
       redis.call('ZREM', KEYS[1], holder)
-      if permits > 0 then
-        redis.call('DECRBY', KEYS[3], permits)
-      end
+      redis.call('HINCRBY', KEYS[2], IN_USE, -permits)
     end
   end
 end
@@ -29,38 +29,43 @@ end
 -- Drops fair waiters that stopped checking in (crashed, or gave up without saying so).
 local function drop_silent_waiters()
   while true do
-    local silent = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 256)
+    local silent = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now, 'LIMIT', 0, 256)
     if #silent == 0 then
       return
     end
     for _, waiter in ipairs(silent) do
-      redis.call('ZREM', KEYS[5], waiter)
       redis.call('ZREM', KEYS[4], waiter)
+      redis.call('ZREM', KEYS[3], waiter)
     end
   end
 end
 
 local function in_use()
-  return tonumber(redis.call('GET', KEYS[3]) or '0')
+  return tonumber(redis.call('HGET', KEYS[2], IN_USE) or '0')
 end
 
--- Every key lives as long as the longest lease or waiter, so an idle semaphore leaves nothing
--- behind but its fence counter (which never expires: a counter that vanished would start
--- again at 1).
-local function keep_alive()
-  local last = 0
-  for _, zset in ipairs({KEYS[1], KEYS[5]}) do
-    local newest = redis.call('ZRANGE', zset, -1, -1, 'WITHSCORES')
-    if newest[2] and tonumber(newest[2]) > last then
-      last = tonumber(newest[2])
-    end
-  end
-  if last <= now then
-    redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+-- The holders' keys live as long as the longest lease; with no holder left they go.
+local function keep_holders()
+  local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+  if not newest[2] then
+    redis.call('DEL', KEYS[1], KEYS[2])
     return
   end
-  for i = 1, 6 do
-    redis.call('PEXPIRE', KEYS[i], last - now + 1000)
+  local ms = tonumber(newest[2]) - now + 1000
+  redis.call('PEXPIRE', KEYS[1], ms)
+  redis.call('PEXPIRE', KEYS[2], ms)
+end
+
+-- The queue's keys live as long as the latest liveness deadline; empty, they go.
+local function keep_queue()
+  local newest = redis.call('ZRANGE', KEYS[4], -1, -1, 'WITHSCORES')
+  if not newest[2] then
+    redis.call('DEL', KEYS[3], KEYS[4], KEYS[5])
+    return
+  end
+  local ms = tonumber(newest[2]) - now + 1000
+  for i = 3, 5 do
+    redis.call('PEXPIRE', KEYS[i], ms)
   end
 end
 

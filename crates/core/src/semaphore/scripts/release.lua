@@ -2,17 +2,25 @@
 -- and tells waiters on ARGV[2].
 -- Returns 1 if ARGV[1] held permits (with its lease running) and no longer does, else 0.
 reclaim_expired()
-local left_queue = redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('ZREM', KEYS[5], ARGV[1])
+local left_queue = false
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  left_queue = redis.call('ZREM', KEYS[3], ARGV[1]) == 1
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  if left_queue then
+    keep_queue()
+  end
+end
 local permits = redis.call('HGET', KEYS[2], ARGV[1])
 if permits then
   redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HINCRBY', KEYS[2], IN_USE, -tonumber(permits))
   redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('DECRBY', KEYS[3], tonumber(permits))
+  if redis.call('ZCARD', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[1], KEYS[2])
+  end
 end
-if permits or left_queue == 1 then
+if permits or left_queue then
   redis.call('PUBLISH', ARGV[2], '')
-  keep_alive()
 end
 if permits then
   return 1

@@ -1,6 +1,7 @@
 -- The state of a semaphore, for callers and operators; expired leases are reclaimed first.
 -- Returns {permits in use, {holder, permits, ms left, ...}, {waiter, ...} in queue order,
--- fence}. At most ARGV[1] holders and waiters are listed (the counts are always exact).
+-- holder count, queue length, fence}; at most ARGV[1] holders and waiters are listed (the
+-- counts are always exact).
 reclaim_expired()
 drop_silent_waiters()
 local limit = tonumber(ARGV[1])
@@ -11,5 +12,5 @@ for i = 1, #leases, 2 do
   table.insert(holders, tonumber(redis.call('HGET', KEYS[2], leases[i]) or '0'))
   table.insert(holders, tonumber(leases[i + 1]) - now)
 end
-return {in_use(), holders, redis.call('ZRANGE', KEYS[4], 0, limit - 1),
-  redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[4]), tonumber(redis.call('GET', KEYS[7]) or '0')}
+return {in_use(), holders, redis.call('ZRANGE', KEYS[3], 0, limit - 1),
+  redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[3]), tonumber(redis.call('GET', KEYS[6]) or '0')}
