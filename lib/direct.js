@@ -50,9 +50,10 @@ class DirectDriver {
     this.#turnSoon()
   }
 
-  // False when the wait belongs to the native client from the start.
-  acquire(id, key, config, onLost) {
-    const started = this.#native.acquire(id, key, config, onLost)
+  // The first attempt of an acquire (`method`: acquire, acquireReadWrite, acquirePermits);
+  // false when the wait belongs to the native client from the start.
+  firstAttempt(id, method, ...args) {
+    const started = this.#native[method](id, ...args)
     if (started) this.#turnSoon()
     return started
   }

@@ -198,11 +198,7 @@ class Redlock extends EventEmitter {
       return this.#wait(key, options, {
         // The first attempt on the event loop's sockets when the hosts allow it; a key that is
         // not free is waited for by the native client.
-        begin: async (config, onLost, signal, started) => {
-          const taken = this.#direct ? await this.#firstAttempt(key, config, onLost, signal) : null
-          return taken ?? (await this.#start('acquire', () => [key, config, onLost], started))
-        },
-        direct: this.#direct !== null,
+        begin: (config, onLost, signal, started) => this.#firstThenWait('acquire', [key], config, onLost, signal, started),
       })
     })
   }
@@ -212,6 +208,7 @@ class Redlock extends EventEmitter {
       expectKeys(keys)
       return this.#wait(keys.join(', '), options, {
         begin: (config, onLost, signal, started) => this.#start('acquireMany', () => [keys, config, onLost], started),
+        direct: false,
       })
     })
   }
@@ -226,7 +223,7 @@ class Redlock extends EventEmitter {
       acquire: (write, options) =>
         call(() =>
           this.#wait(key, expectOptions('options', options, ACQUIRE_OPTIONS), {
-            begin: (config, onLost, signal, started) => this.#start('acquireReadWrite', () => [key, write, config, onLost], started),
+            begin: (config, onLost, signal, started) => this.#firstThenWait('acquireReadWrite', [key, write], config, onLost, signal, started),
             handle: (hold) => new ReadWriteHandle(hold, write ? 'write' : 'read', (method) => this.#start(method, () => [hold.native])),
           }),
         ),
@@ -245,7 +242,7 @@ class Redlock extends EventEmitter {
         call(() => {
           const given = expectOptions('options', options, PERMITS_OPTIONS)
           return this.#wait(key, given, {
-            begin: (config, onLost, signal, started) => this.#start('acquirePermits', () => [key, permits, config, onLost], started),
+            begin: (config, onLost, signal, started) => this.#firstThenWait('acquirePermits', [key, permits], config, onLost, signal, started),
             handle: (hold) => new PermitHandle(hold, given?.permits ?? 1),
           })
         }),
@@ -254,9 +251,17 @@ class Redlock extends EventEmitter {
     })
   }
 
+  // The first attempt on the event loop's sockets when the hosts allow it; what is not free
+  // (or not eligible there) is waited for by the native client, with the same method.
+  async #firstThenWait(method, args, config, onLost, signal, started) {
+    const taken = this.#direct ? await this.#firstAttempt(method, args, config, onLost, signal) : null
+    return taken ?? (await this.#start(method, () => [...args, config, onLost], started))
+  }
+
   // Waits for a hold of any primitive: `begin(config, onLost, signal, started)` starts the wait
   // and resolves to the native lock; `handle(hold)` makes the handle (a Lock by default).
-  async #wait(label, options, { begin, handle = (hold) => new Lock(hold), direct = false }) {
+  // `direct`: whether the event loop's sockets release the hold (all but multi-key locks).
+  async #wait(label, options, { begin, handle = (hold) => new Lock(hold), direct = true }) {
     const { signal, onLost, ...config } = options ?? {}
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('options.signal must be an AbortSignal')
     if (signal?.aborted) throw abortError(signal)
@@ -288,7 +293,7 @@ class Redlock extends EventEmitter {
       hold = new Hold(native, this.#notify, {
         release: () => {
           this.#endHold(hold, 'released')
-          return direct ? this.#startOn(this.#direct, 'release', () => [native]) : this.#start('release', () => [native])
+          return direct && this.#direct ? this.#startOn(this.#direct, 'release', () => [native]) : this.#start('release', () => [native])
         },
         extend: (ttl) => this.#start('extendHeld', () => [native, ttl]),
       })
@@ -328,8 +333,8 @@ class Redlock extends EventEmitter {
   // An acquire's first attempt on the event loop's sockets: a lock, or null when the key is
   // not free (or the hosts need the native client). An abort rejects at once; a lock that the
   // attempt takes after it is released again.
-  #firstAttempt(key, config, onLost, signal) {
-    const attempt = this.#startOn(this.#direct, 'acquire', () => [key, config, onLost])
+  #firstAttempt(method, args, config, onLost, signal) {
+    const attempt = this.#startOn(this.#direct, 'firstAttempt', () => [method, ...args, config, onLost])
     if (!signal) return attempt
     return new Promise((resolve, reject) => {
       const abort = () => {

@@ -12,7 +12,8 @@ use napi::Status;
 
 use super::completions::error_record;
 use super::{
-  acquire_options, lock_arguments, to_js, AcquireConfig, Code, ErrorInfo, LockConfig, NativeLock,
+  acquire_options, lock_arguments, lost_callback, permits_options, to_js, AcquireConfig, Code,
+  ErrorInfo, LockConfig, LostFunction, NativeLock, PermitsConfig,
 };
 use relock_core::engine::host::Address;
 use relock_core::engine::wire::Action;
@@ -31,13 +32,17 @@ pub struct SocketAddress {
 pub struct NativeDirect {
   direct: Direct,
   mutex: Arc<core::Mutex>,
+  semaphore: Arc<core::Semaphore>,
+  rwlock: Arc<core::RwLock>,
 }
 
 impl NativeDirect {
-  pub fn new(mutex: Arc<core::Mutex>) -> Option<NativeDirect> {
+  pub fn new(client: &core::Client) -> Option<NativeDirect> {
     Some(NativeDirect {
-      direct: Direct::new(mutex.clone())?,
-      mutex,
+      direct: Direct::new(client.mutex().clone())?,
+      mutex: client.mutex().clone(),
+      semaphore: client.semaphore().clone(),
+      rwlock: client.rwlock().clone(),
     })
   }
 }
@@ -135,6 +140,45 @@ impl NativeDirect {
       );
     });
     Ok(self.direct.acquire(id, &key, options, on_lost))
+  }
+
+  /// As `acquire`, for a read (`write` false) or write hold of a read-write lock.
+  #[napi]
+  pub fn acquire_read_write(
+    &mut self,
+    id: u32,
+    key: String,
+    write: bool,
+    config: Option<AcquireConfig>,
+    on_lost: LostFunction,
+  ) -> napi::Result<bool, Code> {
+    let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
+    let mode = if write {
+      core::Mode::Write
+    } else {
+      core::Mode::Read
+    };
+    let attempt = self
+      .rwlock
+      .first_attempt(&key, mode, options, lost_callback(on_lost));
+    Ok(self.direct.first_attempt(id, attempt))
+  }
+
+  /// As `acquire`, for `count` of a semaphore's `permits`.
+  #[napi]
+  pub fn acquire_permits(
+    &mut self,
+    id: u32,
+    key: String,
+    permits: f64,
+    config: Option<PermitsConfig>,
+    on_lost: LostFunction,
+  ) -> napi::Result<bool, Code> {
+    let options = permits_options(permits, config).map_err(to_js)?;
+    let attempt = self
+      .semaphore
+      .first_attempt(&key, options, lost_callback(on_lost));
+    Ok(self.direct.first_attempt(id, attempt))
   }
 
   #[napi]

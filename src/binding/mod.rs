@@ -254,7 +254,7 @@ impl NativeClient {
   /// needs the native connections (Sentinel, Cluster, TLS, replicaAck).
   #[napi]
   pub fn direct(&self) -> Option<direct::NativeDirect> {
-    direct::NativeDirect::new(self.core.mutex().clone())
+    direct::NativeDirect::new(&self.core)
   }
 
   /// Number of Redis hosts (1 for a single instance, N for Redlock).
@@ -499,14 +499,7 @@ impl NativeClient {
     config: Option<PermitsConfig>,
     on_lost: LostFunction,
   ) -> napi::Result<AcquireRequest, Code> {
-    let config = config.unwrap_or_default();
-    let options = SemaphoreSettings {
-      permits,
-      count: config.permits,
-      acquire: acquire_settings(&config.acquire()),
-    }
-    .resolve()
-    .map_err(to_js)?;
+    let options = permits_options(permits, config).map_err(to_js)?;
     let cancel = CancellationToken::new();
     let wait =
       self
@@ -812,6 +805,19 @@ impl PermitsConfig {
       max_hold: self.max_hold,
     }
   }
+}
+
+fn permits_options(
+  permits: f64,
+  config: Option<PermitsConfig>,
+) -> core::Result<core::SemaphoreOptions> {
+  let config = config.unwrap_or_default();
+  SemaphoreSettings {
+    permits,
+    count: config.permits,
+    acquire: acquire_settings(&config.acquire()),
+  }
+  .resolve()
 }
 
 /// Called from a tokio thread when a held lock is lost.

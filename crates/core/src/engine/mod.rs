@@ -5,6 +5,7 @@ pub mod host;
 pub mod notify;
 pub mod quorum;
 pub mod resp;
+pub mod script;
 pub mod stats;
 pub mod wait;
 pub mod watchdog;

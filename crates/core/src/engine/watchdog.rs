@@ -28,6 +28,11 @@ pub trait Renewal: Send + Sync + 'static {
   fn release(&self) -> BoxFuture<'_, Result<bool>>;
   /// The primitive's own hold, for calls only it offers (a read-write lock's downgrade).
   fn as_any(&self) -> &dyn std::any::Any;
+  /// The release as one script call on the primitive's single host, for the event-loop path;
+  /// `None` when the release takes more than that.
+  fn release_call(&self) -> Option<super::script::ScriptCall> {
+    None
+  }
 }
 
 /// How a release goes on after its first, synchronous part.

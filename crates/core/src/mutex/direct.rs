@@ -17,6 +17,7 @@ use super::{extend_verdict, next_try, release_verdict, undo_wakes, Mutex};
 use crate::engine::new_token;
 use crate::engine::quorum::{self, Tally, Vote};
 use crate::engine::resp::Reply;
+use crate::engine::script::{FirstAttempt, ScriptCall};
 use crate::engine::stats::Event;
 use crate::engine::watchdog::{AfterRelease, Grant, HeldLock, LostCallback, Release};
 use crate::engine::wire::{Action, Outcome, Wire};
@@ -47,12 +48,14 @@ struct Request {
   ttl_ms: u64,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Command {
   Set,
   Acquire,
   Release(Wake),
   Extend,
+  /// A call of another primitive's script on the single host.
+  Script(Arc<ScriptCall>),
 }
 
 /// What a reply answers.
@@ -86,6 +89,15 @@ enum Op {
     held: Arc<HeldLock>,
     after: AfterRelease,
   },
+  /// The first attempt of another primitive's acquire.
+  FirstAttempt {
+    attempt: Box<dyn FirstAttempt>,
+  },
+  /// The release of another primitive's hold.
+  ReleaseHold {
+    held: Arc<HeldLock>,
+    after: AfterRelease,
+  },
 }
 
 struct Call {
@@ -103,6 +115,8 @@ struct Call {
   fence: i64,
   /// Between a `lock` attempt and the next, while the caller waits out the pause.
   pausing: bool,
+  /// The reply of a primitive's script call (one host).
+  reply: Option<Reply>,
 }
 
 pub struct Direct {
@@ -198,9 +212,10 @@ impl Direct {
       return;
     }
     call.request = Arc::new(Request {
+      command: call.request.command.clone(),
       token: Arc::from(new_token()),
       key: call.request.key.clone(),
-      ..*call.request
+      ttl_ms: call.request.ttl_ms,
     });
     call.attempt += 1;
     self.begin(id, call);
@@ -257,8 +272,32 @@ impl Direct {
     true
   }
 
-  /// Releases a lock held through a handle.
+  /// The first attempt of another primitive's acquire (a semaphore, a read-write lock), when
+  /// the primitive offers one for this call.
+  pub fn first_attempt(&mut self, id: u32, attempt: Option<Box<dyn FirstAttempt>>) -> bool {
+    let Some(attempt) = attempt else {
+      return false;
+    };
+    let op = Op::FirstAttempt { attempt };
+    self.start(id, op, Arc::from(""), Arc::from(""), 0);
+    true
+  }
+
+  /// Releases a lock held through a handle: a mutex's, or another primitive's whose release is
+  /// one script call.
   pub fn release(&mut self, id: u32, held: Arc<HeldLock>) {
+    let by_script = held.renewal().release_call().is_some();
+    if !by_script && !held.renewal().as_any().is::<MutexHold>() {
+      let error = Error::new(
+        ErrorKind::Internal,
+        format!(
+          "the hold of '{}' is released by the native client",
+          held.key()
+        ),
+      );
+      self.settled.push((id, Settled::Failed(error)));
+      return;
+    }
     match held.begin_release() {
       Release::Answered(answer) => {
         let settled = match answer {
@@ -270,18 +309,30 @@ impl Direct {
       Release::Send(after) => {
         let key = Arc::from(self.mutex.engine().redis_key(held.key()));
         let token: Arc<str> = Arc::from(held.token());
-        self.start(id, Op::Release { held, after }, key, token, 0);
+        let op = if by_script {
+          Op::ReleaseHold { held, after }
+        } else {
+          Op::Release { held, after }
+        };
+        self.start(id, op, key, token, 0);
       }
     }
   }
 
   fn start(&mut self, id: u32, op: Op, key: Arc<str>, token: Arc<str>, ttl_ms: u64) {
     let hosts = self.mutex.engine().hosts().len();
-    let command = match op {
+    let command = match &op {
       Op::Lock { .. } => Command::Set,
       Op::Acquire { .. } => Command::Acquire,
       Op::Unlock | Op::Release { .. } => Command::Release(Wake::Waiters),
       Op::Extend => Command::Extend,
+      Op::FirstAttempt { attempt } => Command::Script(Arc::new(attempt.call())),
+      Op::ReleaseHold { held, .. } => Command::Script(Arc::new(
+        held
+          .renewal()
+          .release_call()
+          .expect("a hold released by script"),
+      )),
     };
     let call = Call {
       op,
@@ -299,6 +350,7 @@ impl Direct {
       unsent: vec![false; hosts],
       fence: 0,
       pausing: false,
+      reply: None,
     };
     self.begin(id, call);
   }
@@ -314,6 +366,7 @@ impl Direct {
     call.answered = vec![false; hosts];
     call.unsent = vec![false; hosts];
     call.fence = 0;
+    call.reply = None;
     let all_open = (0..hosts).all(|host| self.wire.is_open(host));
     // As on the tokio path: a call may first have to connect, then gets its command time.
     let bound = if all_open {
@@ -340,7 +393,7 @@ impl Direct {
     let key = request.key.as_bytes();
     let token = request.token.as_bytes();
     let ttl = request.ttl_ms.to_string();
-    match request.command {
+    match &request.command {
       Command::Set => self.wire.send(
         host,
         &[b"SET", key, token, b"NX", b"PX", ttl.as_bytes()],
@@ -363,6 +416,14 @@ impl Direct {
           &[command, script, b"2", key, fence, token, ttl.as_bytes()],
           answer,
         );
+      }
+      Command::Script(call) => {
+        let (command, script) = script_call(full_script, call.lua.sha(), call.lua.source());
+        let count = call.keys.len().to_string();
+        let mut parts: Vec<&[u8]> = vec![command, script, count.as_bytes()];
+        parts.extend(call.keys.iter().map(|key| key.as_bytes()));
+        parts.extend(call.args.iter().map(|arg| arg.as_bytes()));
+        self.wire.send(host, &parts, answer);
       }
       Command::Release(wake) => {
         let keys = LockKeys::new(&request.key);
@@ -488,6 +549,10 @@ impl Direct {
         let outcome = self.mutex.engine().hosts()[host].observe(outcome);
         let vote = match (&call.op, outcome) {
           (_, Err(error)) => Vote::Failed(error),
+          (Op::FirstAttempt { .. } | Op::ReleaseHold { .. }, Ok(reply)) => {
+            call.reply = Some(reply);
+            Vote::Yes(())
+          }
           (Op::Acquire { .. }, Ok(Reply::Array(Some(items)))) => {
             match (items.first(), items.get(1)) {
               (Some(Reply::Integer(1)), Some(Reply::Integer(fence))) => {
@@ -528,6 +593,25 @@ impl Direct {
     match call.op {
       Op::Lock { .. } => self.finish_attempt(id, call),
       Op::Acquire { .. } => self.finish_acquire(id, call),
+      Op::FirstAttempt { .. } => self.finish_first_attempt(id, call),
+      Op::ReleaseHold { held, after } => {
+        let released = match call.reply {
+          Some(Reply::Integer(flag)) => Ok(flag == 1),
+          Some(other) => Err(Error::new(
+            ErrorKind::Redis,
+            format!(
+              "{}: unexpected reply {other:?} to a release",
+              self.mutex.engine().hosts()[0].label()
+            ),
+          )),
+          None => Err(call.tally.failure()),
+        };
+        let settled = match held.finish_release(after, released) {
+          Ok(flag) => Settled::Flag(flag),
+          Err(error) => Settled::Failed(error),
+        };
+        self.settled.push((id, settled));
+      }
       Op::Release { held, after } => {
         let settled = match held.finish_release(after, release_verdict(call.tally)) {
           Ok(flag) => Settled::Flag(flag),
@@ -677,6 +761,37 @@ impl Direct {
     self.settled.push((id, Settled::Held(held)));
   }
 
+  /// A primitive's first attempt: its hold, or (busy, failed, or too late) the undo of what it
+  /// may have left and the wait handed to the native path, which reports any failure itself.
+  fn finish_first_attempt(&mut self, id: u32, call: Call) {
+    let Op::FirstAttempt { attempt } = call.op else {
+      unreachable!("a first attempt")
+    };
+    let undo = attempt.undo();
+    let held = match (&call.reply, self.mutex.engine().is_closed()) {
+      (Some(reply), false) => attempt.decide(reply, call.started).ok().flatten(),
+      _ => None,
+    };
+    if let Some(held) = held {
+      self.settled.push((id, Settled::Held(held)));
+      return;
+    }
+    if !call.unsent[0] {
+      let request = Arc::new(Request {
+        command: Command::Script(Arc::new(undo)),
+        key: call.request.key.clone(),
+        token: call.request.token.clone(),
+        ttl_ms: 0,
+      });
+      let answer = Answer::Undo {
+        host: 0,
+        request: request.clone(),
+      };
+      self.send(0, &request, answer, false);
+    }
+    self.settled.push((id, Settled::Wait));
+  }
+
   /// Undoes a call's attempt on every host that did not refuse it, by the call's own tally (a
   /// host that has not answered yet gets the release after its answer: one connection keeps
   /// the order).
@@ -744,6 +859,22 @@ impl Direct {
   pub fn close(&mut self) {
     let calls: Vec<Call> = self.calls.drain().map(|(_, call)| call).collect();
     for call in calls {
+      if let Op::FirstAttempt { attempt } = &call.op {
+        if !call.unsent[0] {
+          let request = Arc::new(Request {
+            command: Command::Script(Arc::new(attempt.undo())),
+            key: call.request.key.clone(),
+            token: call.request.token.clone(),
+            ttl_ms: 0,
+          });
+          let answer = Answer::Undo {
+            host: 0,
+            request: request.clone(),
+          };
+          self.send(0, &request, answer, false);
+        }
+        continue;
+      }
       if let Op::Lock { .. } | Op::Acquire { .. } = call.op {
         let hosts = call.answered.len();
         let unanswered = Call {

@@ -9,11 +9,14 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
-use redis::{Script, Value};
+use redis::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::host::Host;
+use crate::engine::host::ToRedisArgsRef;
 use crate::engine::new_token;
+use crate::engine::resp::Reply;
+use crate::engine::script::{integers, FirstAttempt, Lua, ScriptCall};
 use crate::engine::stats::Event;
 use crate::engine::wait::{attempt_until_granted, recheck_after, Attempt, Stop};
 use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
@@ -25,21 +28,18 @@ use crate::validate;
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");
 
-fn with_prelude(body: &str) -> Script {
-  Script::new(&format!("{PRELUDE}\n{body}"))
+fn with_prelude(body: &str) -> Lua {
+  Lua::with_prelude(PRELUDE, body)
 }
 
-static READ: LazyLock<Script> = LazyLock::new(|| with_prelude(include_str!("scripts/read.lua")));
-static WRITE: LazyLock<Script> = LazyLock::new(|| with_prelude(include_str!("scripts/write.lua")));
-static RELEASE: LazyLock<Script> =
-  LazyLock::new(|| with_prelude(include_str!("scripts/release.lua")));
-static EXTEND: LazyLock<Script> =
-  LazyLock::new(|| with_prelude(include_str!("scripts/extend.lua")));
-static DOWNGRADE: LazyLock<Script> =
+static READ: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/read.lua")));
+static WRITE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/write.lua")));
+static RELEASE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/release.lua")));
+static EXTEND: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/extend.lua")));
+static DOWNGRADE: LazyLock<Lua> =
   LazyLock::new(|| with_prelude(include_str!("scripts/downgrade.lua")));
-static UPGRADE: LazyLock<Script> =
-  LazyLock::new(|| with_prelude(include_str!("scripts/upgrade.lua")));
-static STATE: LazyLock<Script> = LazyLock::new(|| with_prelude(include_str!("scripts/state.lua")));
+static UPGRADE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/upgrade.lua")));
+static STATE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/state.lua")));
 
 /// Most readers and queued waiters `state` lists; their counts are always exact.
 pub const STATE_LIST_LIMIT: usize = 1000;
@@ -170,24 +170,7 @@ impl RwLock {
       .await;
       engine.count(&outcome, |_| Some(Event::Acquired));
       match outcome {
-        Ok((fence, valid_until)) => {
-          let grant = Grant {
-            token: token.clone(),
-            fence,
-            parts: Vec::new(),
-            ttl_ms: options.ttl_ms,
-            valid_until,
-            watchdog: options.watchdog,
-            max_hold: options.max_hold,
-          };
-          let hold = Box::new(RwHold {
-            rwlock: rwlock.clone(),
-            keys,
-            token,
-            mode: tokio::sync::Mutex::new(mode),
-          });
-          Ok(HeldLock::start(engine.clone(), hold, grant, name, on_lost))
-        }
+        Ok(granted) => Ok(rwlock.hold(keys, token, name, mode, &options, granted, on_lost)),
         Err(error) => {
           // An attempt whose answer was not awaited (an abort) may still take the lock, and a
           // waiter leaves the waiting writers or the queue: the release, on the same
@@ -202,6 +185,80 @@ impl RwLock {
     }
   }
 
+  /// The first attempt of an acquire, for the event-loop path: `None` when this acquire waits
+  /// on the native path from the start (fair, a single try, bad input, a closed client).
+  pub fn first_attempt(
+    self: &Arc<Self>,
+    key: &str,
+    mode: Mode,
+    options: AcquireOptions,
+    on_lost: LostCallback,
+  ) -> Option<Box<dyn FirstAttempt>> {
+    let eligible = !options.fair
+      && options.wait != Some(Duration::ZERO)
+      && validate::key(key).is_ok()
+      && self.engine.ensure_open().is_ok()
+      && self.host().is_ok();
+    eligible.then(|| {
+      Box::new(FirstHold {
+        rwlock: self.clone(),
+        keys: RwKeys::new(&self.engine.redis_key(key)),
+        token: new_token(),
+        name: key.to_owned(),
+        mode,
+        options,
+        on_lost,
+      }) as Box<dyn FirstAttempt>
+    })
+  }
+
+  fn acquire_args(keys: &RwKeys, token: &str, options: &AcquireOptions) -> Vec<String> {
+    vec![
+      token.to_owned(),
+      options.lease_ms().to_string(),
+      if options.fair { "1" } else { "0" }.to_owned(),
+      FAIR_LIVENESS.as_millis().to_string(),
+      keys.channel.clone(),
+    ]
+  }
+
+  #[allow(clippy::too_many_arguments)]
+  fn hold(
+    self: &Arc<Self>,
+    keys: RwKeys,
+    token: String,
+    name: String,
+    mode: Mode,
+    options: &AcquireOptions,
+    (fence, valid_until): (i64, Instant),
+    on_lost: LostCallback,
+  ) -> Arc<HeldLock> {
+    let grant = Grant {
+      token: token.clone(),
+      fence,
+      parts: Vec::new(),
+      ttl_ms: options.ttl_ms,
+      valid_until,
+      watchdog: options.watchdog,
+      max_hold: options.max_hold,
+    };
+    let hold = Box::new(RwHold {
+      rwlock: self.clone(),
+      keys,
+      token,
+      mode: tokio::sync::Mutex::new(mode),
+    });
+    HeldLock::start(self.engine.clone(), hold, grant, name, on_lost)
+  }
+
+  fn release_call(&self, keys: &RwKeys, token: &str) -> ScriptCall {
+    ScriptCall {
+      lua: &RELEASE,
+      keys: keys.all().map(str::to_owned).to_vec(),
+      args: vec![token.to_owned(), keys.channel.clone()],
+    }
+  }
+
   fn try_acquire<'a>(
     &'a self,
     keys: &'a RwKeys,
@@ -213,18 +270,11 @@ impl RwLock {
       let host = self.host()?;
       let sent = Instant::now();
       let lease_ms = options.lease_ms();
-      let liveness_ms = FAIR_LIVENESS.as_millis() as u64;
-      let fair = if options.fair { "1" } else { "0" };
-      let script = match mode {
-        Mode::Read => &READ,
-        Mode::Write => &WRITE,
-      };
+      let args = Self::acquire_args(keys, token, options);
+      let args: Vec<&dyn ToRedisArgsRef> =
+        args.iter().map(|arg| arg as &dyn ToRedisArgsRef).collect();
       let reply: Vec<i64> = host
-        .eval(
-          script,
-          &keys.all(),
-          &[&token, &lease_ms, &fair, &liveness_ms, &keys.channel],
-        )
+        .eval(acquire_script(mode).script(), &keys.all(), &args)
         .await?;
       match reply.as_slice() {
         [1, rest @ ..] => match self.engine.lease_until(sent, lease_ms) {
@@ -252,7 +302,7 @@ impl RwLock {
   async fn release_stored(&self, keys: &RwKeys, token: &str) -> Result<bool> {
     let host = self.host()?;
     let released: i64 = host
-      .eval(&RELEASE, &keys.all(), &[&token, &keys.channel])
+      .eval(RELEASE.script(), &keys.all(), &[&token, &keys.channel])
       .await?;
     Ok(released == 1)
   }
@@ -267,7 +317,11 @@ impl RwLock {
     let host = self.host()?;
     let sent = Instant::now();
     let renewed: i64 = host
-      .eval(&EXTEND, &keys.all(), &[&token, &ttl_ms, &mode.flag()])
+      .eval(
+        EXTEND.script(),
+        &keys.all(),
+        &[&token, &ttl_ms, &mode.flag()],
+      )
       .await?;
     Ok(if renewed == 1 {
       self.engine.lease_until(sent, ttl_ms)
@@ -305,7 +359,7 @@ impl RwLock {
     let host = self.host()?;
     let done: i64 = host
       .eval(
-        &DOWNGRADE,
+        DOWNGRADE.script(),
         &hold.keys.all(),
         &[&hold.token, &held.ttl_ms(), &hold.keys.channel],
       )
@@ -332,7 +386,11 @@ impl RwLock {
     held.ensure_held()?;
     let host = self.host()?;
     let reply: Vec<i64> = host
-      .eval(&UPGRADE, &hold.keys.all(), &[&hold.token, &held.ttl_ms()])
+      .eval(
+        UPGRADE.script(),
+        &hold.keys.all(),
+        &[&hold.token, &held.ttl_ms()],
+      )
       .await?;
     match reply.as_slice() {
       [1, fence] => {
@@ -365,7 +423,9 @@ impl RwLock {
     self.engine.ensure_open()?;
     let host = self.host()?;
     let keys = RwKeys::new(&self.engine.redis_key(key));
-    let reply: Vec<Value> = host.eval(&STATE, &keys.all(), &[&STATE_LIST_LIMIT]).await?;
+    let reply: Vec<Value> = host
+      .eval(STATE.script(), &keys.all(), &[&STATE_LIST_LIMIT])
+      .await?;
     parse_state(reply).ok_or_else(|| unexpected(host, "state"))
   }
 }
@@ -441,6 +501,74 @@ struct RwHold {
   mode: tokio::sync::Mutex<Mode>,
 }
 
+fn acquire_script(mode: Mode) -> &'static Lua {
+  match mode {
+    Mode::Read => &READ,
+    Mode::Write => &WRITE,
+  }
+}
+
+/// An acquire's first attempt on the event loop's sockets.
+struct FirstHold {
+  rwlock: Arc<RwLock>,
+  keys: RwKeys,
+  token: String,
+  name: String,
+  mode: Mode,
+  options: AcquireOptions,
+  on_lost: LostCallback,
+}
+
+impl FirstAttempt for FirstHold {
+  fn call(&self) -> ScriptCall {
+    ScriptCall {
+      lua: acquire_script(self.mode),
+      keys: self.keys.all().map(str::to_owned).to_vec(),
+      args: RwLock::acquire_args(&self.keys, &self.token, &self.options),
+    }
+  }
+
+  fn decide(self: Box<Self>, reply: &Reply, sent: Instant) -> Result<Option<Arc<HeldLock>>> {
+    let lease_ms = self.options.lease_ms();
+    match integers(reply).as_deref() {
+      Some([1, rest @ ..]) => {
+        let Some(until) = self.rwlock.engine.lease_until(sent, lease_ms) else {
+          return Ok(None);
+        };
+        self.rwlock.engine.stats().record(Event::Acquired);
+        let fence = rest.first().copied().unwrap_or(0);
+        let FirstHold {
+          rwlock,
+          keys,
+          token,
+          name,
+          mode,
+          options,
+          on_lost,
+        } = *self;
+        Ok(Some(rwlock.hold(
+          keys,
+          token,
+          name,
+          mode,
+          &options,
+          (fence, until),
+          on_lost,
+        )))
+      }
+      Some([0, ..]) => Ok(None),
+      _ => Err(Error::new(
+        ErrorKind::Redis,
+        "unexpected reply to the read-write lock acquire script",
+      )),
+    }
+  }
+
+  fn undo(&self) -> ScriptCall {
+    self.rwlock.release_call(&self.keys, &self.token)
+  }
+}
+
 impl Renewal for RwHold {
   fn renew(&self, ttl_ms: u64) -> BoxFuture<'_, Result<Option<Instant>>> {
     Box::pin(async move {
@@ -461,5 +589,9 @@ impl Renewal for RwHold {
 
   fn as_any(&self) -> &dyn std::any::Any {
     self
+  }
+
+  fn release_call(&self) -> Option<ScriptCall> {
+    Some(self.rwlock.release_call(&self.keys, &self.token))
   }
 }

@@ -12,11 +12,14 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
-use redis::{Script, Value};
+use redis::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::host::Host;
+use crate::engine::host::ToRedisArgsRef;
 use crate::engine::new_token;
+use crate::engine::resp::Reply;
+use crate::engine::script::{integers, FirstAttempt, Lua, ScriptCall};
 use crate::engine::stats::Event;
 use crate::engine::wait::{attempt_until_granted, recheck_after, Attempt, Stop};
 use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
@@ -28,17 +31,14 @@ use crate::validate;
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");
 
-fn with_prelude(body: &str) -> Script {
-  Script::new(&format!("{PRELUDE}\n{body}"))
+fn with_prelude(body: &str) -> Lua {
+  Lua::with_prelude(PRELUDE, body)
 }
 
-static ACQUIRE: LazyLock<Script> =
-  LazyLock::new(|| with_prelude(include_str!("scripts/acquire.lua")));
-static RELEASE: LazyLock<Script> =
-  LazyLock::new(|| with_prelude(include_str!("scripts/release.lua")));
-static EXTEND: LazyLock<Script> =
-  LazyLock::new(|| with_prelude(include_str!("scripts/extend.lua")));
-static STATE: LazyLock<Script> = LazyLock::new(|| with_prelude(include_str!("scripts/state.lua")));
+static ACQUIRE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/acquire.lua")));
+static RELEASE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/release.lua")));
+static EXTEND: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/extend.lua")));
+static STATE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/state.lua")));
 
 /// Most holders and waiters `state` lists; their counts are always exact.
 pub const STATE_LIST_LIMIT: usize = 1000;
@@ -163,23 +163,7 @@ impl Semaphore {
       .await;
       engine.count(&outcome, |_| Some(Event::Acquired));
       match outcome {
-        Ok((fence, valid_until)) => {
-          let grant = Grant {
-            token: token.clone(),
-            fence,
-            parts: Vec::new(),
-            ttl_ms: options.acquire.ttl_ms,
-            valid_until,
-            watchdog: options.acquire.watchdog,
-            max_hold: options.acquire.max_hold,
-          };
-          let hold = Box::new(PermitHold {
-            semaphore: semaphore.clone(),
-            keys,
-            token,
-          });
-          Ok(HeldLock::start(engine.clone(), hold, grant, name, on_lost))
-        }
+        Ok(granted) => Ok(semaphore.hold(keys, token, name, &options, granted, on_lost)),
         Err(error) => {
           // An attempt whose answer was not awaited (an abort) may still admit us, and a fair
           // waiter leaves the queue: the release, on the same connection, comes after it.
@@ -193,6 +177,70 @@ impl Semaphore {
     }
   }
 
+  /// The first attempt of an acquire, for the event-loop path: `None` when this acquire waits
+  /// on the native path from the start (fair, a single try, bad input, a closed client).
+  pub fn first_attempt(
+    self: &Arc<Self>,
+    key: &str,
+    options: SemaphoreOptions,
+    on_lost: LostCallback,
+  ) -> Option<Box<dyn FirstAttempt>> {
+    let eligible = !options.acquire.fair
+      && options.acquire.wait != Some(Duration::ZERO)
+      && validate::key(key).is_ok()
+      && self.engine.ensure_open().is_ok()
+      && self.host().is_ok()
+      && check_counts(options.permits, options.count).is_ok();
+    eligible.then(|| {
+      Box::new(FirstPermits {
+        semaphore: self.clone(),
+        keys: SemaphoreKeys::new(&self.engine.redis_key(key)),
+        token: new_token(),
+        name: key.to_owned(),
+        options,
+        on_lost,
+      }) as Box<dyn FirstAttempt>
+    })
+  }
+
+  fn acquire_args(keys: &SemaphoreKeys, token: &str, options: &SemaphoreOptions) -> Vec<String> {
+    vec![
+      token.to_owned(),
+      options.count.to_string(),
+      options.permits.to_string(),
+      options.acquire.lease_ms().to_string(),
+      if options.acquire.fair { "1" } else { "0" }.to_owned(),
+      FAIR_LIVENESS.as_millis().to_string(),
+      keys.channel.clone(),
+    ]
+  }
+
+  fn hold(
+    self: &Arc<Self>,
+    keys: SemaphoreKeys,
+    token: String,
+    name: String,
+    options: &SemaphoreOptions,
+    (fence, valid_until): (i64, Instant),
+    on_lost: LostCallback,
+  ) -> Arc<HeldLock> {
+    let grant = Grant {
+      token: token.clone(),
+      fence,
+      parts: Vec::new(),
+      ttl_ms: options.acquire.ttl_ms,
+      valid_until,
+      watchdog: options.acquire.watchdog,
+      max_hold: options.acquire.max_hold,
+    };
+    let hold = Box::new(PermitHold {
+      semaphore: self.clone(),
+      keys,
+      token,
+    });
+    HeldLock::start(self.engine.clone(), hold, grant, name, on_lost)
+  }
+
   fn try_acquire<'a>(
     &'a self,
     keys: &'a SemaphoreKeys,
@@ -203,23 +251,10 @@ impl Semaphore {
       let host = self.host()?;
       let sent = Instant::now();
       let lease_ms = options.acquire.lease_ms();
-      let liveness_ms = FAIR_LIVENESS.as_millis() as u64;
-      let fair = if options.acquire.fair { "1" } else { "0" };
-      let reply: Vec<i64> = host
-        .eval(
-          &ACQUIRE,
-          &keys.all(),
-          &[
-            &token,
-            &options.count,
-            &options.permits,
-            &lease_ms,
-            &fair,
-            &liveness_ms,
-            &keys.channel,
-          ],
-        )
-        .await?;
+      let args = Self::acquire_args(keys, token, options);
+      let args: Vec<&dyn ToRedisArgsRef> =
+        args.iter().map(|arg| arg as &dyn ToRedisArgsRef).collect();
+      let reply: Vec<i64> = host.eval(ACQUIRE.script(), &keys.all(), &args).await?;
       match reply.as_slice() {
         [1, fence, ..] => match self.engine.lease_until(sent, lease_ms) {
           Some(until) => Ok(Attempt::Taken((*fence, until))),
@@ -245,7 +280,7 @@ impl Semaphore {
   async fn release_stored(&self, keys: &SemaphoreKeys, token: &str) -> Result<bool> {
     let host = self.host()?;
     let released: i64 = host
-      .eval(&RELEASE, &keys.all(), &[&token, &keys.channel])
+      .eval(RELEASE.script(), &keys.all(), &[&token, &keys.channel])
       .await?;
     Ok(released == 1)
   }
@@ -258,7 +293,9 @@ impl Semaphore {
   ) -> Result<Option<Instant>> {
     let host = self.host()?;
     let sent = Instant::now();
-    let renewed: i64 = host.eval(&EXTEND, &keys.all(), &[&token, &ttl_ms]).await?;
+    let renewed: i64 = host
+      .eval(EXTEND.script(), &keys.all(), &[&token, &ttl_ms])
+      .await?;
     Ok(if renewed == 1 {
       self.engine.lease_until(sent, ttl_ms)
     } else {
@@ -273,7 +310,9 @@ impl Semaphore {
     self.engine.ensure_open()?;
     let host = self.host()?;
     let keys = SemaphoreKeys::new(&self.engine.redis_key(key));
-    let reply: Vec<Value> = host.eval(&STATE, &keys.all(), &[&STATE_LIST_LIMIT]).await?;
+    let reply: Vec<Value> = host
+      .eval(STATE.script(), &keys.all(), &[&STATE_LIST_LIMIT])
+      .await?;
     parse_state(reply).ok_or_else(|| unexpected(host, "state"))
   }
 }
@@ -354,5 +393,76 @@ impl Renewal for PermitHold {
 
   fn as_any(&self) -> &dyn std::any::Any {
     self
+  }
+
+  fn release_call(&self) -> Option<ScriptCall> {
+    Some(self.semaphore.release_call(&self.keys, &self.token))
+  }
+}
+
+impl Semaphore {
+  fn release_call(&self, keys: &SemaphoreKeys, token: &str) -> ScriptCall {
+    ScriptCall {
+      lua: &RELEASE,
+      keys: keys.all().map(str::to_owned).to_vec(),
+      args: vec![token.to_owned(), keys.channel.clone()],
+    }
+  }
+}
+
+/// An acquire's first attempt on the event loop's sockets.
+struct FirstPermits {
+  semaphore: Arc<Semaphore>,
+  keys: SemaphoreKeys,
+  token: String,
+  name: String,
+  options: SemaphoreOptions,
+  on_lost: LostCallback,
+}
+
+impl FirstAttempt for FirstPermits {
+  fn call(&self) -> ScriptCall {
+    ScriptCall {
+      lua: &ACQUIRE,
+      keys: self.keys.all().map(str::to_owned).to_vec(),
+      args: Semaphore::acquire_args(&self.keys, &self.token, &self.options),
+    }
+  }
+
+  fn decide(self: Box<Self>, reply: &Reply, sent: Instant) -> Result<Option<Arc<HeldLock>>> {
+    let lease_ms = self.options.acquire.lease_ms();
+    match integers(reply).as_deref() {
+      Some([1, fence, ..]) => {
+        let Some(until) = self.semaphore.engine.lease_until(sent, lease_ms) else {
+          return Ok(None);
+        };
+        self.semaphore.engine.stats().record(Event::Acquired);
+        let FirstPermits {
+          semaphore,
+          keys,
+          token,
+          name,
+          options,
+          on_lost,
+        } = *self;
+        Ok(Some(semaphore.hold(
+          keys,
+          token,
+          name,
+          &options,
+          (*fence, until),
+          on_lost,
+        )))
+      }
+      Some([0, ..]) => Ok(None),
+      _ => Err(Error::new(
+        ErrorKind::Redis,
+        "unexpected reply to the semaphore acquire script",
+      )),
+    }
+  }
+
+  fn undo(&self) -> ScriptCall {
+    self.semaphore.release_call(&self.keys, &self.token)
   }
 }

@@ -1,0 +1,76 @@
+//! Lua scripts as both transports use them: redis-rs's `Script` (EVALSHA, loaded on NOSCRIPT)
+//! for the tokio path, and the source with its SHA for the event-loop path, which writes the
+//! command itself.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use redis::Script;
+
+use super::resp::Reply;
+use super::watchdog::HeldLock;
+use crate::error::Result;
+
+pub struct Lua {
+  source: String,
+  script: Script,
+}
+
+impl Lua {
+  pub fn new(source: impl Into<String>) -> Lua {
+    let source = source.into();
+    Lua {
+      script: Script::new(&source),
+      source,
+    }
+  }
+
+  /// A script made of a shared prelude (helper functions) and its own body.
+  pub fn with_prelude(prelude: &str, body: &str) -> Lua {
+    Lua::new(format!("{prelude}\n{body}"))
+  }
+
+  pub fn script(&self) -> &Script {
+    &self.script
+  }
+
+  pub fn source(&self) -> &str {
+    &self.source
+  }
+
+  pub fn sha(&self) -> &str {
+    self.script.get_hash()
+  }
+}
+
+/// One call of a script on the single host of a primitive, as the event-loop path sends it.
+pub struct ScriptCall {
+  pub lua: &'static Lua,
+  pub keys: Vec<String>,
+  pub args: Vec<String>,
+}
+
+/// The first attempt of a primitive's acquire, made on the event loop's sockets: one script
+/// call whose reply grants the hold, or says it is busy (the wait then goes on natively).
+pub trait FirstAttempt: Send {
+  fn call(&self) -> ScriptCall;
+  /// The hold, `Ok(None)` when busy, or why the reply is unusable.
+  fn decide(self: Box<Self>, reply: &Reply, sent: Instant) -> Result<Option<Arc<HeldLock>>>;
+  /// Removes what a busy or failed attempt may have left (a place among the waiters, or a
+  /// grant whose answer came too late), under the attempt's own token.
+  fn undo(&self) -> ScriptCall;
+}
+
+/// The whole numbers of an array reply (`{1, fence, …}`), if it is one.
+pub fn integers(reply: &Reply) -> Option<Vec<i64>> {
+  match reply {
+    Reply::Array(Some(items)) => items
+      .iter()
+      .map(|item| match item {
+        Reply::Integer(number) => Some(*number),
+        _ => None,
+      })
+      .collect(),
+    _ => None,
+  }
+}
