@@ -207,8 +207,7 @@ class Redlock extends EventEmitter {
     return call(() => {
       expectKeys(keys)
       return this.#wait(keys.join(', '), options, {
-        begin: (config, onLost, signal, started) => this.#start('acquireMany', () => [keys, config, onLost], started),
-        direct: false,
+        begin: (config, onLost, signal, started) => this.#firstThenWait('acquireMany', [keys], config, onLost, signal, started),
       })
     })
   }
@@ -260,8 +259,7 @@ class Redlock extends EventEmitter {
 
   // Waits for a hold of any primitive: `begin(config, onLost, signal, started)` starts the wait
   // and resolves to the native lock; `handle(hold)` makes the handle (a Lock by default).
-  // `direct`: whether the event loop's sockets release the hold (all but multi-key locks).
-  async #wait(label, options, { begin, handle = (hold) => new Lock(hold), direct = true }) {
+  async #wait(label, options, { begin, handle = (hold) => new Lock(hold) }) {
     const { signal, onLost, ...config } = options ?? {}
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('options.signal must be an AbortSignal')
     if (signal?.aborted) throw abortError(signal)
@@ -293,7 +291,7 @@ class Redlock extends EventEmitter {
       hold = new Hold(native, this.#notify, {
         release: () => {
           this.#endHold(hold, 'released')
-          return direct && this.#direct ? this.#startOn(this.#direct, 'release', () => [native]) : this.#start('release', () => [native])
+          return this.#direct ? this.#startOn(this.#direct, 'release', () => [native]) : this.#start('release', () => [native])
         },
         extend: (ttl) => this.#start('extendHeld', () => [native, ttl]),
       })

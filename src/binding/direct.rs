@@ -34,6 +34,7 @@ pub struct NativeDirect {
   mutex: Arc<core::Mutex>,
   semaphore: Arc<core::Semaphore>,
   rwlock: Arc<core::RwLock>,
+  multi: Arc<core::MultiLock>,
 }
 
 impl NativeDirect {
@@ -43,6 +44,7 @@ impl NativeDirect {
       mutex: client.mutex().clone(),
       semaphore: client.semaphore().clone(),
       rwlock: client.rwlock().clone(),
+      multi: client.multi().clone(),
     })
   }
 }
@@ -178,6 +180,22 @@ impl NativeDirect {
     let attempt = self
       .semaphore
       .first_attempt(&key, options, lost_callback(on_lost));
+    Ok(self.direct.first_attempt(id, attempt))
+  }
+
+  /// As `acquire`, for every one of `keys` or none.
+  #[napi]
+  pub fn acquire_many(
+    &mut self,
+    id: u32,
+    keys: Vec<String>,
+    config: Option<AcquireConfig>,
+    on_lost: LostFunction,
+  ) -> napi::Result<bool, Code> {
+    let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
+    let attempt = self
+      .multi
+      .first_attempt(&keys, options, lost_callback(on_lost));
     Ok(self.direct.first_attempt(id, attempt))
   }
 

@@ -50,6 +50,13 @@ pub struct ScriptCall {
   pub args: Vec<String>,
 }
 
+/// A hold's release as one script call, and its reply when every part was held (1, or the
+/// number of keys of a multi-key lock).
+pub struct ReleaseCall {
+  pub call: ScriptCall,
+  pub all_held: i64,
+}
+
 /// The first attempt of a primitive's acquire, made on the event loop's sockets: one script
 /// call whose reply grants the hold, or says it is busy (the wait then goes on natively).
 pub trait FirstAttempt: Send {

@@ -30,7 +30,7 @@ pub trait Renewal: Send + Sync + 'static {
   fn as_any(&self) -> &dyn std::any::Any;
   /// The release as one script call on the primitive's single host, for the event-loop path;
   /// `None` when the release takes more than that.
-  fn release_call(&self) -> Option<super::script::ScriptCall> {
+  fn release_call(&self) -> Option<super::script::ReleaseCall> {
     None
   }
 }

@@ -11,24 +11,25 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{join_all, BoxFuture};
-use redis::Script;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::host::Host;
+use crate::engine::host::ToRedisArgsRef;
 use crate::engine::new_token;
+use crate::engine::resp::Reply;
+use crate::engine::script::{integers, FirstAttempt, Lua, ReleaseCall, ScriptCall};
 use crate::engine::stats::Event;
 use crate::engine::wait::{attempt_until_granted, recheck_after, Attempt, Stop};
 use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mutex::acquire::AcquireOptions;
-use crate::mutex::keys::{LockKeys, Wake};
+use crate::mutex::keys::{release_call, LockKeys, Wake};
 use crate::mutex::Lease;
 use crate::validate;
 
-static ACQUIRE: LazyLock<Script> =
-  LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
-static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+static ACQUIRE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("scripts/acquire.lua")));
+static EXTEND: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("scripts/extend.lua")));
 
 /// The fences of every key, in the order taken, and until when the lease is safe.
 type Taken = (Vec<i64>, Instant);
@@ -188,30 +189,7 @@ impl MultiLock {
       .await;
       engine.count(&outcome, |_| Some(Event::Acquired));
       match outcome {
-        Ok((fences, valid_until)) => {
-          // The fences come in the order the keys were taken; the caller gets its own order.
-          let by_name: std::collections::HashMap<&String, i64> =
-            set.names.iter().zip(fences).collect();
-          let parts: Vec<(String, i64)> = caller_order
-            .iter()
-            .map(|name| (name.clone(), by_name[name]))
-            .collect();
-          let grant = Grant {
-            token: token.clone(),
-            fence: parts.iter().map(|(_, fence)| *fence).max().unwrap_or(0),
-            parts,
-            ttl_ms: options.ttl_ms,
-            valid_until,
-            watchdog: options.watchdog,
-            max_hold: options.max_hold,
-          };
-          let hold = Box::new(MultiHold {
-            multi: multi.clone(),
-            set,
-            token,
-          });
-          Ok(HeldLock::start(engine.clone(), hold, grant, name, on_lost))
-        }
+        Ok(granted) => Ok(multi.hold(set, &caller_order, token, &options, granted, on_lost)),
         Err(error) => {
           // An attempt whose answer was not awaited (an abort) may still take keys: the
           // release, on the same connection, comes after it.
@@ -223,6 +201,71 @@ impl MultiLock {
         }
       }
     }
+  }
+
+  /// The first attempt of an acquire, for the event-loop path: `None` when this acquire waits
+  /// on the native path from the start (keys over several slots, fair, a single try, bad
+  /// input, a closed client).
+  pub fn first_attempt(
+    self: &Arc<Self>,
+    keys: &[String],
+    options: AcquireOptions,
+    on_lost: LostCallback,
+  ) -> Option<Box<dyn FirstAttempt>> {
+    let set = self.key_set(keys).ok()?;
+    let eligible = set.groups.len() == 1
+      && !options.fair
+      && options.wait != Some(Duration::ZERO)
+      && self.engine.ensure_open().is_ok()
+      && self.host().is_ok();
+    eligible.then(|| {
+      Box::new(FirstKeys {
+        multi: self.clone(),
+        set,
+        caller_order: keys.to_vec(),
+        token: new_token(),
+        options,
+        on_lost,
+      }) as Box<dyn FirstAttempt>
+    })
+  }
+
+  fn hold(
+    self: &Arc<Self>,
+    set: KeySet,
+    caller_order: &[String],
+    token: String,
+    options: &AcquireOptions,
+    (fences, valid_until): Taken,
+    on_lost: LostCallback,
+  ) -> Arc<HeldLock> {
+    // The fences come in the order the keys were taken; the caller gets its own order.
+    let by_name: std::collections::HashMap<&String, i64> = set.names.iter().zip(fences).collect();
+    let parts: Vec<(String, i64)> = caller_order
+      .iter()
+      .map(|name| (name.clone(), by_name[name]))
+      .collect();
+    let grant = Grant {
+      token: token.clone(),
+      fence: parts.iter().map(|(_, fence)| *fence).max().unwrap_or(0),
+      parts,
+      ttl_ms: options.ttl_ms,
+      valid_until,
+      watchdog: options.watchdog,
+      max_hold: options.max_hold,
+    };
+    let hold = Box::new(MultiHold {
+      multi: self.clone(),
+      set,
+      token,
+    });
+    HeldLock::start(
+      self.engine.clone(),
+      hold,
+      grant,
+      caller_order.join(", "),
+      on_lost,
+    )
   }
 
   /// Takes the slot groups in order; on a busy group, gives back the groups taken before it.
@@ -237,11 +280,11 @@ impl MultiLock {
       let sent = Instant::now();
       let mut fences = Vec::new();
       for (index, group) in set.groups.iter().enumerate() {
-        let keys: Vec<&str> = group
-          .iter()
-          .flat_map(|keys| [keys.lock.as_str(), keys.fence.as_str()])
-          .collect();
-        let reply: Vec<i64> = host.eval(&ACQUIRE, &keys, &[&token, &lease_ms]).await?;
+        let keys = acquire_keys(group);
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let reply: Vec<i64> = host
+          .eval(ACQUIRE.script(), &keys, &[&token, &lease_ms])
+          .await?;
         match reply.as_slice() {
           [1, taken @ ..] if taken.len() == group.len() => fences.extend_from_slice(taken),
           [0, busy_index, holder_ttl_ms] => {
@@ -270,18 +313,27 @@ impl MultiLock {
     })
   }
 
+  /// Releases the keys of `groups` that `token` holds, one script per slot group (each key as
+  /// a single lock's release, so that its waiters are told); true if it held all of them.
   async fn release_groups(&self, groups: &[Vec<LockKeys>], token: &str) -> Result<bool> {
     let host = self.host()?;
-    let released = join_all(
-      groups
-        .iter()
-        .flatten()
-        .map(|keys| keys.release_on(host, token, Wake::Waiters)),
-    )
+    let released = join_all(groups.iter().map(|group| {
+      let call = release_call(group, token, Wake::Waiters);
+      async move {
+        let keys: Vec<&str> = call.keys.iter().map(String::as_str).collect();
+        let args: Vec<&dyn ToRedisArgsRef> = call
+          .args
+          .iter()
+          .map(|arg| arg as &dyn ToRedisArgsRef)
+          .collect();
+        let released: i64 = host.eval(call.lua.script(), &keys, &args).await?;
+        Ok::<bool, Error>(released == group.len() as i64)
+      }
+    }))
     .await;
     let mut all = true;
     for outcome in released {
-      all &= outcome? == 1;
+      all &= outcome?;
     }
     Ok(all)
   }
@@ -297,7 +349,11 @@ impl MultiLock {
     let sent = Instant::now();
     let renewed = join_all(set.groups.iter().map(|group| {
       let keys: Vec<&str> = group.iter().map(|keys| keys.lock.as_str()).collect();
-      async move { host.eval::<i64>(&EXTEND, &keys, &[&token, &ttl_ms]).await }
+      async move {
+        host
+          .eval::<i64>(EXTEND.script(), &keys, &[&token, &ttl_ms])
+          .await
+      }
     }))
     .await;
     for outcome in renewed {
@@ -353,6 +409,82 @@ impl Renewal for MultiHold {
 
   fn as_any(&self) -> &dyn std::any::Any {
     self
+  }
+
+  fn release_call(&self) -> Option<ReleaseCall> {
+    match self.set.groups.as_slice() {
+      [group] => Some(ReleaseCall {
+        call: release_call(group, &self.token, Wake::Waiters),
+        all_held: group.len() as i64,
+      }),
+      _ => None,
+    }
+  }
+}
+
+/// The keys of one slot group with their fence counters, as the acquire script takes them.
+fn acquire_keys(group: &[LockKeys]) -> Vec<String> {
+  group
+    .iter()
+    .flat_map(|keys| [keys.lock.clone(), keys.fence.clone()])
+    .collect()
+}
+
+/// An acquire's first attempt on the event loop's sockets (keys in one slot group).
+struct FirstKeys {
+  multi: Arc<MultiLock>,
+  set: KeySet,
+  caller_order: Vec<String>,
+  token: String,
+  options: AcquireOptions,
+  on_lost: LostCallback,
+}
+
+impl FirstAttempt for FirstKeys {
+  fn call(&self) -> ScriptCall {
+    ScriptCall {
+      lua: &ACQUIRE,
+      keys: acquire_keys(&self.set.groups[0]),
+      args: vec![self.token.clone(), self.options.lease_ms().to_string()],
+    }
+  }
+
+  fn decide(self: Box<Self>, reply: &Reply, sent: Instant) -> Result<Option<Arc<HeldLock>>> {
+    let count = self.set.groups[0].len();
+    match integers(reply).as_deref() {
+      Some([1, fences @ ..]) if fences.len() == count => {
+        let Some(until) = self.multi.engine.lease_until(sent, self.options.lease_ms()) else {
+          return Ok(None);
+        };
+        self.multi.engine.stats().record(Event::Acquired);
+        let fences = fences.to_vec();
+        let FirstKeys {
+          multi,
+          set,
+          caller_order,
+          token,
+          options,
+          on_lost,
+        } = *self;
+        Ok(Some(multi.hold(
+          set,
+          &caller_order,
+          token,
+          &options,
+          (fences, until),
+          on_lost,
+        )))
+      }
+      Some([0, ..]) => Ok(None),
+      _ => Err(Error::new(
+        ErrorKind::Redis,
+        "unexpected reply to the multi-key acquire script",
+      )),
+    }
+  }
+
+  fn undo(&self) -> ScriptCall {
+    release_call(&self.set.groups[0], &self.token, Wake::Waiters)
   }
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::acquire::{AcquireOptions, MutexHold};
 use super::keys::{
-  LockKeys, Wake, ACQUIRE, ACQUIRE_LUA, EXTEND, EXTEND_LUA, FAIR_LIVENESS, RELEASE, RELEASE_LUA,
+  release_call, LockKeys, Wake, ACQUIRE, ACQUIRE_LUA, EXTEND, EXTEND_LUA, RELEASE, RELEASE_LUA,
 };
 use super::{extend_verdict, next_try, release_verdict, undo_wakes, Mutex};
 use crate::engine::new_token;
@@ -97,6 +97,8 @@ enum Op {
   ReleaseHold {
     held: Arc<HeldLock>,
     after: AfterRelease,
+    /// The reply when every part of the hold was held.
+    all_held: i64,
   },
 }
 
@@ -164,7 +166,7 @@ impl Direct {
       ),
       calls: HashMap::new(),
       settled: Vec::new(),
-      release_sha: RELEASE.get_hash().to_owned(),
+      release_sha: RELEASE.sha().to_owned(),
       extend_sha: EXTEND.get_hash().to_owned(),
       acquire_sha: ACQUIRE.get_hash().to_owned(),
       mutex,
@@ -286,8 +288,11 @@ impl Direct {
   /// Releases a lock held through a handle: a mutex's, or another primitive's whose release is
   /// one script call.
   pub fn release(&mut self, id: u32, held: Arc<HeldLock>) {
-    let by_script = held.renewal().release_call().is_some();
-    if !by_script && !held.renewal().as_any().is::<MutexHold>() {
+    let by_script = held
+      .renewal()
+      .release_call()
+      .map(|release| release.all_held);
+    if by_script.is_none() && !held.renewal().as_any().is::<MutexHold>() {
       let error = Error::new(
         ErrorKind::Internal,
         format!(
@@ -309,8 +314,12 @@ impl Direct {
       Release::Send(after) => {
         let key = Arc::from(self.mutex.engine().redis_key(held.key()));
         let token: Arc<str> = Arc::from(held.token());
-        let op = if by_script {
-          Op::ReleaseHold { held, after }
+        let op = if let Some(all_held) = by_script {
+          Op::ReleaseHold {
+            held,
+            after,
+            all_held,
+          }
         } else {
           Op::Release { held, after }
         };
@@ -331,7 +340,8 @@ impl Direct {
         held
           .renewal()
           .release_call()
-          .expect("a hold released by script"),
+          .expect("a hold released by script")
+          .call,
       )),
     };
     let call = Call {
@@ -426,27 +436,12 @@ impl Direct {
         self.wire.send(host, &parts, answer);
       }
       Command::Release(wake) => {
-        let keys = LockKeys::new(&request.key);
-        let liveness = FAIR_LIVENESS.as_millis().to_string();
+        let call = release_call(&[LockKeys::new(&request.key)], &request.token, *wake);
         let (command, script) = script_call(full_script, &self.release_sha, RELEASE_LUA);
-        let [lock, queue, waiters, fence] = keys.all();
-        self.wire.send(
-          host,
-          &[
-            command,
-            script,
-            b"4",
-            lock.as_bytes(),
-            queue.as_bytes(),
-            waiters.as_bytes(),
-            fence.as_bytes(),
-            token,
-            keys.channel.as_bytes(),
-            liveness.as_bytes(),
-            wake.flag().as_bytes(),
-          ],
-          answer,
-        );
+        let mut parts: Vec<&[u8]> = vec![command, script, b"4"];
+        parts.extend(call.keys.iter().map(|key| key.as_bytes()));
+        parts.extend(call.args.iter().map(|arg| arg.as_bytes()));
+        self.wire.send(host, &parts, answer);
       }
     }
   }
@@ -594,9 +589,13 @@ impl Direct {
       Op::Lock { .. } => self.finish_attempt(id, call),
       Op::Acquire { .. } => self.finish_acquire(id, call),
       Op::FirstAttempt { .. } => self.finish_first_attempt(id, call),
-      Op::ReleaseHold { held, after } => {
+      Op::ReleaseHold {
+        held,
+        after,
+        all_held,
+      } => {
         let released = match call.reply {
-          Some(Reply::Integer(flag)) => Ok(flag == 1),
+          Some(Reply::Integer(held_parts)) => Ok(held_parts == all_held),
           Some(other) => Err(Error::new(
             ErrorKind::Redis,
             format!(

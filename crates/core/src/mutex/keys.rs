@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use redis::Script;
 
-use crate::engine::host::Host;
+use crate::engine::host::{Host, ToRedisArgsRef};
+use crate::engine::script::{Lua, ScriptCall};
 use crate::error::Result;
 
 pub const ACQUIRE_LUA: &str = include_str!("scripts/acquire.lua");
@@ -25,7 +26,8 @@ pub static LOCK_KINDS: LazyLock<Script> =
 pub static RAISE_FENCE: LazyLock<Script> =
   LazyLock::new(|| Script::new(include_str!("scripts/raise_fence.lua")));
 pub const RELEASE_LUA: &str = include_str!("scripts/release.lua");
-pub static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE_LUA));
+/// Releases one lock, or every lock of a multi-key lock (four keys per lock).
+pub static RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(RELEASE_LUA));
 
 /// A fair waiter that has not refreshed its place for this long is dropped from the queue, by
 /// Redis's clock; a lock handed over to a waiter starts with a lease no longer than this.
@@ -40,7 +42,7 @@ pub enum Wake {
 }
 
 impl Wake {
-  /// The release script's ARGV[4].
+  /// The release script's ARGV[3].
   pub fn flag(self) -> &'static str {
     match self {
       Wake::Waiters => "1",
@@ -85,14 +87,32 @@ impl LockKeys {
 
   /// Runs the release script on `host`: 1 if `token` held the lock there and no longer does.
   pub async fn release_on(&self, host: &Host, token: &str, wake: Wake) -> Result<i64> {
-    let liveness_ms = FAIR_LIVENESS.as_millis() as u64;
-    host
-      .eval(
-        &RELEASE,
-        &self.all(),
-        &[&token, &self.channel, &liveness_ms, &wake.flag()],
-      )
-      .await
+    let call = release_call(std::slice::from_ref(self), token, wake);
+    let args: Vec<&dyn ToRedisArgsRef> = call
+      .args
+      .iter()
+      .map(|arg| arg as &dyn ToRedisArgsRef)
+      .collect();
+    let keys: Vec<&str> = call.keys.iter().map(String::as_str).collect();
+    host.eval(RELEASE.script(), &keys, &args).await
+  }
+}
+
+/// The release of `locks` held by `token`, as one script call (its reply: how many were held).
+pub fn release_call(locks: &[LockKeys], token: &str, wake: Wake) -> ScriptCall {
+  let mut args = vec![
+    token.to_owned(),
+    FAIR_LIVENESS.as_millis().to_string(),
+    wake.flag().to_owned(),
+  ];
+  args.extend(locks.iter().map(|keys| keys.channel.clone()));
+  ScriptCall {
+    lua: &RELEASE,
+    keys: locks
+      .iter()
+      .flat_map(|keys| keys.all().map(str::to_owned))
+      .collect(),
+    args,
   }
 }
 
@@ -145,6 +165,21 @@ mod tests {
       include_str!("scripts/raise_fence.lua"),
       include_str!("scripts/inspect.lua"),
       include_str!("scripts/lock_kinds.lua"),
+      include_str!("../semaphore/scripts/prelude.lua"),
+      include_str!("../semaphore/scripts/acquire.lua"),
+      include_str!("../semaphore/scripts/release.lua"),
+      include_str!("../semaphore/scripts/extend.lua"),
+      include_str!("../semaphore/scripts/state.lua"),
+      include_str!("../rwlock/scripts/prelude.lua"),
+      include_str!("../rwlock/scripts/read.lua"),
+      include_str!("../rwlock/scripts/write.lua"),
+      include_str!("../rwlock/scripts/release.lua"),
+      include_str!("../rwlock/scripts/extend.lua"),
+      include_str!("../rwlock/scripts/downgrade.lua"),
+      include_str!("../rwlock/scripts/upgrade.lua"),
+      include_str!("../rwlock/scripts/state.lua"),
+      include_str!("../multikey/scripts/acquire.lua"),
+      include_str!("../multikey/scripts/extend.lua"),
     ] {
       for line in source
         .lines()

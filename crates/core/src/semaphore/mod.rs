@@ -19,7 +19,7 @@ use crate::engine::host::Host;
 use crate::engine::host::ToRedisArgsRef;
 use crate::engine::new_token;
 use crate::engine::resp::Reply;
-use crate::engine::script::{integers, FirstAttempt, Lua, ScriptCall};
+use crate::engine::script::{integers, FirstAttempt, Lua, ReleaseCall, ScriptCall};
 use crate::engine::stats::Event;
 use crate::engine::wait::{attempt_until_granted, recheck_after, Attempt, Stop};
 use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
@@ -395,8 +395,11 @@ impl Renewal for PermitHold {
     self
   }
 
-  fn release_call(&self) -> Option<ScriptCall> {
-    Some(self.semaphore.release_call(&self.keys, &self.token))
+  fn release_call(&self) -> Option<ReleaseCall> {
+    Some(ReleaseCall {
+      call: self.semaphore.release_call(&self.keys, &self.token),
+      all_held: 1,
+    })
   }
 }
 

@@ -12,14 +12,13 @@ for i = 1, count do
 end
 local taken = {1}
 for i = 1, count do
-  local lock, fence = KEYS[2 * i - 1], KEYS[2 * i]
-  if redis.call('GET', lock) == ARGV[1] then
-    redis.call('PEXPIRE', lock, ARGV[2])
-    table.insert(taken, tonumber(redis.call('GET', fence) or '0'))
+  if redis.call('GET', KEYS[2 * i - 1]) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[2 * i - 1], ARGV[2])
+    table.insert(taken, tonumber(redis.call('GET', KEYS[2 * i]) or '0'))
   else
-    redis.call('SET', lock, ARGV[1], 'PX', ARGV[2])
-    table.insert(taken, redis.call('INCR', fence))
-    redis.call('PERSIST', fence)
+    redis.call('SET', KEYS[2 * i - 1], ARGV[1], 'PX', ARGV[2])
+    table.insert(taken, redis.call('INCR', KEYS[2 * i]))
+    redis.call('PERSIST', KEYS[2 * i])
   end
 end
 return taken

@@ -27,26 +27,26 @@ local function prune()
   end
 end
 
--- A sorted set scored by deadlines lives as long as its latest one (with `also`, keys that
--- belong to it); empty, they go. So an idle lock leaves nothing behind but its fence counter
--- (which never expires).
-local function keep(zset, also)
-  local newest = redis.call('ZRANGE', zset, -1, -1, 'WITHSCORES')
-  local keys = {zset}
-  for _, key in ipairs(also or {}) do
-    table.insert(keys, key)
+-- The sorted set KEYS[z], scored by deadlines, lives as long as its latest one (and so do
+-- the keys KEYS[also…] that belong to it); empty, they go. So an idle lock leaves nothing
+-- behind but its fence counter (which never expires).
+local function keep(z, also)
+  local newest = redis.call('ZRANGE', KEYS[z], -1, -1, 'WITHSCORES')
+  local indexes = {z}
+  for _, i in ipairs(also or {}) do
+    table.insert(indexes, i)
   end
-  for _, key in ipairs(keys) do
+  for _, i in ipairs(indexes) do
     if newest[2] then
-      redis.call('PEXPIRE', key, tonumber(newest[2]) - now + 1000)
+      redis.call('PEXPIRE', KEYS[i], tonumber(newest[2]) - now + 1000)
     else
-      redis.call('DEL', key)
+      redis.call('DEL', KEYS[i])
     end
   end
 end
 
 local function keep_queue()
-  keep(KEYS[5], {KEYS[4], KEYS[6]})
+  keep(5, {4, 6})
 end
 
 -- Joins the fair queue (or refreshes the liveness deadline there).

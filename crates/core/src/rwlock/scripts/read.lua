@@ -8,7 +8,7 @@ prune()
 local token, ttl = ARGV[1], tonumber(ARGV[2])
 if redis.call('ZSCORE', KEYS[2], token) then
   redis.call('ZADD', KEYS[2], now + ttl, token)
-  keep(KEYS[2])
+  keep(2)
   return {1}
 end
 if ARGV[3] == '1' then
@@ -34,7 +34,7 @@ elseif redis.call('EXISTS', KEYS[1]) == 1 or redis.call('ZCARD', KEYS[3]) > 0
   return {0, recheck_in()}
 end
 redis.call('ZADD', KEYS[2], now + ttl, token)
-keep(KEYS[2])
+keep(2)
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
   -- Readers queued right behind this one may come in as well.
   redis.call('PUBLISH', ARGV[5], '')

@@ -11,12 +11,12 @@ if redis.call('GET', KEYS[1]) == token then
 elseif redis.call('ZREM', KEYS[2], token) == 1 then
   released = 1
   wake = redis.call('ZCARD', KEYS[2]) == 0
-  keep(KEYS[2])
+  keep(2)
 end
 if redis.call('ZREM', KEYS[3], token) == 1 then
   -- A writer that gave up: readers it held back may go.
   wake = true
-  keep(KEYS[3])
+  keep(3)
 end
 if redis.call('EXISTS', KEYS[4]) == 1 then
   for _, member in ipairs({'r' .. token, 'w' .. token}) do

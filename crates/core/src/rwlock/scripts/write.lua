@@ -24,11 +24,11 @@ if ARGV[3] == '1' then
 else
   if busy or redis.call('EXISTS', KEYS[4]) == 1 then
     redis.call('ZADD', KEYS[3], now + liveness, token)
-    keep(KEYS[3])
+    keep(3)
     return {0, recheck_in()}
   end
   if redis.call('ZREM', KEYS[3], token) == 1 then
-    keep(KEYS[3])
+    keep(3)
   end
 end
 redis.call('SET', KEYS[1], token, 'PX', ttl)
