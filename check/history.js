@@ -17,7 +17,7 @@ const PROMISES = {
   6: 'no ghost locks',
   7: 'bounded calls',
   8: 'operator calls touch only locks',
-  9: 'dead fair waiter',
+  9: 'fair waiters: a dead one does not block, none starves',
   register: 'fenced register and counter',
 }
 
@@ -462,7 +462,7 @@ function checkDeadFairWaiter(h) {
   const grantsByKey = groupBy([...h.grants.values()], (g) => `${g.topology}/${g.key}`)
   for (const r of h.records) {
     if (r.type === 'probe' && r.promise === 9 && (r.took > r.bound || r.outcome !== r.expected)) {
-      out.violations.push({ promise: 9, topology: r.topology, key: r.key, summary: `probe "${r.name}": ${r.outcome} ${Math.round(r.took)} ms after the release (bound ${r.bound} ms)` })
+      out.violations.push({ promise: 9, topology: r.topology, key: r.key, summary: `probe "${r.name}": ${r.outcome} after ${Math.round(r.took)} ms (bound ${r.bound} ms)` })
     }
   }
   const reported = new Set()

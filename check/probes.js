@@ -209,6 +209,71 @@ async function runProbes(topologies, recorder) {
   await probeFenceAfterFailedRaise(topologies, recorder)
   await probeDeadFairWaiter(topologies, recorder)
   await probeBusyAnswer(topologies, recorder)
+  await probeNoStarvation(topologies, recorder)
+}
+
+// Longest a waiter the fairness rule puts next may wait: the holders ahead of it let go after
+// HOLD_MS, and a release reaches it in about one round trip.
+const STREAM_HOLD_MS = 40
+const NOT_STARVED_BOUND_MS = STREAM_HOLD_MS * 2 + CALL_SLACK_MS
+
+/**
+ * Waiters the fairness rule puts first are not starved by a stream of others: a writer behind
+ * readers that overlap so that the lock is never free of them (writer-preferring: new readers
+ * wait behind it), and a fair request for all of a semaphore's permits among fair callers of
+ * one permit each (only the head of the queue is admitted). Each must get in within a couple of
+ * holds, not at the end of its wait.
+ */
+async function probeNoStarvation(topologies, recorder) {
+  const topology = topologies.find((t) => t.name === 'one')
+  const url = topology.hosts[0].proxy.url
+  const options = { connectTimeout: CONNECT_TIMEOUT_MS, commandTimeout: COMMAND_TIMEOUT_MS }
+  const streamClient = new Redlock(url, options)
+  const waiterClient = new Redlock(url, options)
+  const cases = [
+    {
+      name: 'a writer behind a stream of overlapping readers',
+      key: topology.rwKeys[0],
+      stream: () => streamClient.rwlock(topology.rwKeys[0]).read({ ttl: 2000, waitTimeout: 10000 }),
+      waiter: () => waiterClient.rwlock(topology.rwKeys[0]).write({ ttl: 2000, waitTimeout: 5000 }),
+    },
+    {
+      name: 'a fair request for every permit among fair callers of one',
+      key: topology.semaphoreKeys[0],
+      stream: () => streamClient.semaphore(topology.semaphoreKeys[0], { permits: 3 }).acquire({ fair: true, ttl: 2000, waitTimeout: 10000 }),
+      waiter: () => waiterClient.semaphore(topology.semaphoreKeys[0], { permits: 3 }).acquire({ permits: 3, fair: true, ttl: 2000, waitTimeout: 5000 }),
+    },
+  ]
+  try {
+    for (const { name, key, stream, waiter } of cases) {
+      let streaming = true
+      // Three loops, started apart, so that some holder is always inside.
+      const loops = [0, 1, 2].map(async (index) => {
+        await sleep(index * (STREAM_HOLD_MS / 3))
+        while (streaming) {
+          const held = await stream().catch(() => null)
+          await sleep(STREAM_HOLD_MS)
+          await held?.release().catch(() => {})
+        }
+      })
+      await sleep(300)
+      const start = now()
+      let outcome = 'taken'
+      try {
+        const held = await waiter()
+        await held.release()
+      } catch (error) {
+        outcome = error.code
+      }
+      const took = now() - start
+      streaming = false
+      await Promise.all(loops)
+      recorder.record('probe', { promise: 9, name, topology: 'one', key, start, took, bound: NOT_STARVED_BOUND_MS, outcome, expected: 'taken' })
+    }
+  } finally {
+    await streamClient.close()
+    await waiterClient.close()
+  }
 }
 
 async function probeBusyAnswer(topologies, recorder) {
