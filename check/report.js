@@ -58,6 +58,11 @@ function print(summary, result, { historyDir, perPromise = 4 }) {
   for (const [op, { total, outcomes }] of Object.entries(summary.calls).sort()) {
     lines.push(`  ${op.padEnd(18)} ${String(total).padStart(6)}  ${Object.entries(outcomes).map(([o, n]) => `${o} ${n}`).join(', ')}`)
   }
+  lines.push('probes (took / bound, outcome):')
+  for (const probe of result.history.records.filter((r) => r.type === 'probe')) {
+    const bound = probe.bound == null ? '-' : `${probe.bound} ms`
+    lines.push(`  ${probe.name.padEnd(60)} ${String(Math.round(probe.took)).padStart(5)} ms / ${bound}, ${probe.outcome}`)
+  }
   lines.push('violations by promise:')
   for (const [id, n] of Object.entries(summary.violationsByPromise)) lines.push(`  ${String(id).padEnd(9)} ${PROMISES[id].padEnd(32)} ${n}`)
   lines.push(`excused as documented limits: ${summary.excused}; writes whose lease ran out during the write (not counted): ${summary.unprotectedWrites}`)

@@ -170,7 +170,7 @@ async fn fair_waiters_are_admitted_in_order_and_a_large_request_is_not_passed() 
 async fn thousands_of_holders_fit_and_are_reclaimed_at_once() {
   let server = RedisServer::start();
   let (_client, semaphore) = semaphore(&server);
-  const HOLDERS: u64 = 5000;
+  const HOLDERS: u64 = 20_000;
   let mut short = options(HOLDERS, 1, 0, false);
   short.acquire.ttl_ms = 1000;
   short.acquire.watchdog = false;
