@@ -238,3 +238,21 @@ async fn an_idle_semaphore_leaves_only_its_fence_counter() {
     "nothing but the fence counter is left"
   );
 }
+
+#[tokio::test]
+async fn the_keys_of_holders_that_all_crashed_expire() {
+  let server = RedisServer::start();
+  let (_client, semaphore) = semaphore(&server);
+  let mut crashed = options(2, 1, 0, false);
+  crashed.acquire.ttl_ms = 300;
+  crashed.acquire.watchdog = false;
+  let _first = take(&semaphore, crashed.clone()).await.unwrap();
+  let _second = take(&semaphore, crashed).await.unwrap();
+  // Nobody releases or calls again: the keys go by their expiry (at most twice the lease and
+  // a second ahead), leaving the fence counter.
+  tokio::time::sleep(Duration::from_millis(2 * 300 + 1000 + 200)).await;
+  assert_eq!(
+    server.cli(&["KEYS", "*"]).unwrap().trim(),
+    "{pool}:relock:semaphore:fence"
+  );
+}

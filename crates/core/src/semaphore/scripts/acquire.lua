@@ -8,12 +8,14 @@
 -- was), else {0, permits left, ms until the first lease ends or -1}.
 reclaim_expired()
 local holder, wanted, permits, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if redis.call('ZSCORE', KEYS[1], holder) then
+local state = redis.call('HMGET', KEYS[2], IN_USE, EXPIRES, holder)
+local used = tonumber(state[1] or '0')
+if state[3] then
   redis.call('ZADD', KEYS[1], now + ttl, holder)
-  keep_holders()
-  return {1, tonumber(redis.call('GET', KEYS[6]) or '0'), permits - in_use()}
+  cover(ttl, state[2])
+  return {1, tonumber(redis.call('GET', KEYS[6]) or '0'), permits - used}
 end
-local free = permits - in_use()
+local free = permits - used
 local queued = redis.call('EXISTS', KEYS[3]) == 1
 if queued then
   drop_silent_waiters()
@@ -34,11 +36,10 @@ if ARGV[5] == '1' then
 elseif free < wanted or (queued and redis.call('ZCARD', KEYS[3]) > 0) then
   return {0, free, first_lease_end()}
 end
-redis.call('HSET', KEYS[2], holder, wanted)
-redis.call('HINCRBY', KEYS[2], IN_USE, wanted)
+redis.call('HSET', KEYS[2], holder, wanted, IN_USE, used + wanted)
 redis.call('ZADD', KEYS[1], now + ttl, holder)
 local fence = redis.call('INCR', KEYS[6])
-keep_holders()
+cover(ttl, state[2])
 if queued and free - wanted > 0 and redis.call('EXISTS', KEYS[3]) == 1 then
   -- The next in the queue may fit in what is left.
   redis.call('PUBLISH', ARGV[7], '')

@@ -5,5 +5,5 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   return 0
 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-keep_holders()
+cover(tonumber(ARGV[2]), redis.call('HGET', KEYS[2], EXPIRES))
 return 1

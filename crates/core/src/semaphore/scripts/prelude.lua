@@ -1,13 +1,15 @@
 -- Shared by every semaphore script (put in front of each). Leases and liveness deadlines are
 -- read against Redis's own clock, so client clocks never matter.
 -- KEYS[1] leases (zset: holder token -> end of its lease, ms), KEYS[2] permits held (hash:
--- holder token -> its permits, and "in-use" -> their sum), KEYS[3] fair queue (zset: waiter
+-- holder token -> its permits, "in-use" -> their sum, "expires" -> when KEYS[1] and KEYS[2]
+-- expire, ms), KEYS[3] fair queue (zset: waiter
 -- token -> arrival number), KEYS[4] waiters' liveness (zset: waiter token -> deadline, ms),
 -- KEYS[5] arrival counter, KEYS[6] fence counter (never expires: a counter that vanished would
 -- start again at 1)
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local IN_USE = 'in-use'
+local EXPIRES = 'expires'
 
 -- Frees the permits of holders whose lease ran out (a crashed holder's, say), a batch at a
 -- time so that any number of them fits in one call.
@@ -44,16 +46,18 @@ local function in_use()
   return tonumber(redis.call('HGET', KEYS[2], IN_USE) or '0')
 end
 
--- The holders' keys live as long as the longest lease; with no holder left they go.
-local function keep_holders()
-  local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-  if not newest[2] then
-    redis.call('DEL', KEYS[1], KEYS[2])
+-- The holders' keys outlive every lease: a lease that would end after them (ms from now,
+-- `lease_ms`) pushes their expiry to twice that ahead, so most calls leave it alone. `expires`
+-- is the expiry recorded in KEYS[2].
+local function cover(lease_ms, expires)
+  local needed = now + lease_ms + 1000
+  if tonumber(expires or '0') >= needed then
     return
   end
-  local ms = tonumber(newest[2]) - now + 1000
-  redis.call('PEXPIRE', KEYS[1], ms)
-  redis.call('PEXPIRE', KEYS[2], ms)
+  local at = now + 2 * lease_ms + 1000
+  redis.call('HSET', KEYS[2], EXPIRES, at)
+  redis.call('PEXPIREAT', KEYS[1], at)
+  redis.call('PEXPIREAT', KEYS[2], at)
 end
 
 -- The queue's keys live as long as the latest liveness deadline; empty, they go.

@@ -10,13 +10,17 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
     keep_queue()
   end
 end
-local permits = redis.call('HGET', KEYS[2], ARGV[1])
+local state = redis.call('HMGET', KEYS[2], ARGV[1], IN_USE)
+local permits = state[1]
 if permits then
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('HINCRBY', KEYS[2], IN_USE, -tonumber(permits))
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  if redis.call('ZCARD', KEYS[1]) == 0 then
+  -- Every holder holds one permit at least: none in use means no holder left.
+  local used = tonumber(state[2] or '0') - tonumber(permits)
+  if used <= 0 then
     redis.call('DEL', KEYS[1], KEYS[2])
+  else
+    redis.call('HDEL', KEYS[2], ARGV[1])
+    redis.call('HSET', KEYS[2], IN_USE, used)
+    redis.call('ZREM', KEYS[1], ARGV[1])
   end
 end
 if permits or left_queue then
