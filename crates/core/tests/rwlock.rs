@@ -333,3 +333,18 @@ async fn an_idle_read_write_lock_leaves_only_its_fence_counter() {
     "nothing but the fence counter is left"
   );
 }
+
+#[tokio::test]
+async fn the_keys_of_readers_that_all_crashed_expire() {
+  let server = RedisServer::start();
+  let (_client, rwlock) = client(&server);
+  let mut crashed = options(0, false);
+  crashed.ttl_ms = 300;
+  crashed.watchdog = false;
+  let _first = take(&rwlock, Mode::Read, crashed.clone()).await.unwrap();
+  let _second = take(&rwlock, Mode::Read, crashed).await.unwrap();
+  // Nobody releases or calls again: the readers' key goes by its expiry (at most twice the
+  // lease and a second ahead).
+  tokio::time::sleep(Duration::from_millis(2 * 300 + 1000 + 200)).await;
+  assert_eq!(server.cli(&["KEYS", "*"]).unwrap().trim(), "");
+}

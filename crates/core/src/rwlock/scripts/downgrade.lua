@@ -7,6 +7,6 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
-keep(2)
+cover(2, tonumber(ARGV[2]))
 redis.call('PUBLISH', ARGV[3], '')
 return 1

@@ -11,5 +11,5 @@ if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
   return 0
 end
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
-keep(2)
+cover(2, tonumber(ARGV[2]))
 return 1

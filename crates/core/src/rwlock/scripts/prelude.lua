@@ -8,22 +8,42 @@
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
--- Readers whose lease ran out (crashed, say) and waiters that stopped checking in are gone.
-local function prune()
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+-- Drops fair waiters that stopped checking in; returns whether anyone is left in the queue.
+local function queue_alive()
   if redis.call('EXISTS', KEYS[4]) == 0 then
-    return
+    return false
   end
   while true do
     local silent = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 256)
     if #silent == 0 then
-      return
+      return redis.call('EXISTS', KEYS[4]) == 1
     end
     for _, member in ipairs(silent) do
       redis.call('ZREM', KEYS[5], member)
       redis.call('ZREM', KEYS[4], member)
     end
+  end
+end
+
+-- Readers whose lease ran out (crashed, say) and waiters that stopped checking in are gone.
+-- Returns whether anyone is left in the fair queue.
+local function prune()
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  return queue_alive()
+end
+
+-- Whether a writer waits now (its liveness deadline has not passed).
+local function writer_waiting()
+  return redis.call('ZCOUNT', KEYS[3], '(' .. now, '+inf') > 0
+end
+
+-- The sorted set KEYS[z] outlives every deadline in it: one that would end after it (`ms`
+-- from now) pushes its expiry to twice that ahead, so most calls leave it alone. (An emptied
+-- sorted set is gone at once.)
+local function cover(z, ms)
+  if redis.call('PTTL', KEYS[z]) < ms + 1000 then
+    redis.call('PEXPIRE', KEYS[z], 2 * ms + 1000)
   end
 end
 

@@ -4,14 +4,23 @@
 -- waiter's liveness window, ms). ARGV[5]: the channel that tells waiters to look again.
 -- Returns {1} if admitted (also when an earlier attempt of the same wait was), else
 -- {0, ms until a lease ends, or -1}.
-prune()
+-- Expired readers do not keep readers out: they are pruned where they matter (writers,
+-- releases).
+local queued = queue_alive()
 local token, ttl = ARGV[1], tonumber(ARGV[2])
-if redis.call('ZSCORE', KEYS[2], token) then
-  redis.call('ZADD', KEYS[2], now + ttl, token)
-  keep(2)
-  return {1}
+-- Admitted by an earlier attempt of the same wait whose answer never came.
+local function already_reading()
+  if redis.call('ZSCORE', KEYS[2], token) then
+    redis.call('ZADD', KEYS[2], now + ttl, token)
+    cover(2, ttl)
+    return true
+  end
+  return false
 end
 if ARGV[3] == '1' then
+  if already_reading() then
+    return {1}
+  end
   local member = 'r' .. token
   queue_up(member, tonumber(ARGV[4]))
   if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -29,12 +38,14 @@ if ARGV[3] == '1' then
   end
   leave_queue(member)
   keep_queue()
-elseif redis.call('EXISTS', KEYS[1]) == 1 or redis.call('ZCARD', KEYS[3]) > 0
-    or redis.call('ZCARD', KEYS[4]) > 0 then
+elseif queued or redis.call('EXISTS', KEYS[1]) == 1 or writer_waiting() then
+  if already_reading() then
+    return {1}
+  end
   return {0, recheck_in()}
 end
 redis.call('ZADD', KEYS[2], now + ttl, token)
-keep(2)
+cover(2, ttl)
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
   -- Readers queued right behind this one may come in as well.
   redis.call('PUBLISH', ARGV[5], '')

@@ -17,5 +17,4 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local fence = redis.call('INCR', KEYS[7])
 redis.call('PERSIST', KEYS[7])
-keep(2)
 return {1, fence}

@@ -4,7 +4,7 @@
 -- ARGV[3] "1": fair, admitted only at the head of the queue.
 -- Returns {1, fence} if taken (or already held by ARGV[1]: an earlier attempt of the same wait
 -- whose answer never came took it), else {0, ms until a lease ends, or -1}.
-prune()
+local queued = prune()
 local token, ttl, liveness = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
 local holder = redis.call('GET', KEYS[1])
 if holder == token then
@@ -22,14 +22,12 @@ if ARGV[3] == '1' then
   leave_queue(member)
   keep_queue()
 else
-  if busy or redis.call('EXISTS', KEYS[4]) == 1 then
+  if busy or queued then
     redis.call('ZADD', KEYS[3], now + liveness, token)
-    keep(3)
+    cover(3, liveness)
     return {0, recheck_in()}
   end
-  if redis.call('ZREM', KEYS[3], token) == 1 then
-    keep(3)
-  end
+  redis.call('ZREM', KEYS[3], token)
 end
 redis.call('SET', KEYS[1], token, 'PX', ttl)
 local fence = redis.call('INCR', KEYS[7])
