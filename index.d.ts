@@ -273,6 +273,8 @@ export interface LockInfo {
    * client's lock): `holder` is then null, and `forceRelease` refuses the key.
    */
   foreign: boolean
+  /** True when the key is a relock semaphore: `holder` is null; its holders are in `semaphore(key, …).state()`. `forceRelease` refuses it. */
+  semaphore: boolean
   /** Why this host could not be asked, or null; its other fields are empty then. */
   error: RelockError | null
 }
@@ -343,7 +345,7 @@ export declare class Redlock extends EventEmitter {
   stats(): LockStats
   /** The state of `key` on every host: holder, remaining ttl, fence, fair queue. */
   inspect(key: string): Promise<LockInfo[]>
-  /** Lock keys matching a glob pattern, found with SCAN (never KEYS); at most `limit` (default and cap 10000). */
+  /** Lock and semaphore keys matching a glob pattern, found with SCAN (never KEYS); at most `limit` (default and cap 10000). */
   list(pattern: string, options?: { limit?: number }): Promise<LockListing>
   /**
    * Releases `key` whoever holds it, as its holder would (a fair waiter next in line gets it). For

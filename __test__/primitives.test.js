@@ -130,6 +130,23 @@ test('semaphore: lowering permits keeps current holders and admits nobody until 
   await Promise.all([admitted.release(), held[2].release()])
 })
 
+test('operators see a semaphore as one: inspect marks it, list finds it, forceRelease leaves it alone', async () => {
+  const pool = locks.semaphore('jobs:pool', { permits: 2 })
+  const held = await pool.acquire()
+  const [state] = await locks.inspect('jobs:pool')
+  assert.equal(state.semaphore, true)
+  assert.equal(state.foreign, false, 'a semaphore is relock\'s, not application data')
+  assert.equal(state.holder, null)
+  const token = await locks.lock('jobs:lock', 5000)
+  server.cli('ZADD', 'jobs:other', '1', 'x') // application data of the same type
+  assert.deepEqual([...(await locks.list('jobs:*'))].sort(), ['jobs:lock', 'jobs:pool'])
+  await assert.rejects(locks.forceRelease('jobs:pool'), { code: 'ERR_RELOCK_INVALID_ARGUMENT', message: /is a semaphore/ })
+  assert.equal((await pool.state()).inUse, 1, 'the permits are still held')
+  assert.equal((await locks.inspect('jobs:other'))[0].foreign, true)
+  await held.release()
+  await locks.unlock('jobs:lock', token)
+})
+
 test('a SIGKILLed holder of permits or of a read lock frees them within its ttl', async () => {
   for (const hold of ['permits', 'read']) {
     server.cli('FLUSHALL')

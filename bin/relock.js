@@ -70,6 +70,7 @@ function table(rows, columns) {
 const ms = (value) => (value === null || value === undefined ? '-' : `${value} ms`)
 const holderOf = (state) => {
   if (state.error) return `(unreachable: ${state.error.code})`
+  if (state.semaphore) return '(a semaphore: relock semaphore <key>)'
   return state.holder ?? (state.foreign ? '(not a relock lock)' : '(free)')
 }
 
@@ -149,7 +150,7 @@ function unanswered(hosts, error) {
       const cause = at >= 0 && /^(.*?) \((ERR_[A-Z_]+)\)(?:; |$)/.exec(error.message.slice(at + host.length + 2))
       if (cause) own = { code: cause[2], message: `${host}: ${cause[1]}` }
     }
-    return { host, holder: null, ttl: null, fence: null, waiters: [], foreign: false, error: own }
+    return { host, holder: null, ttl: null, fence: null, waiters: [], foreign: false, semaphore: false, error: own }
   })
 }
 

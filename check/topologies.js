@@ -32,8 +32,8 @@ function semaphoreKeys(topology) {
 // Semaphores of the checker have this many permits.
 const SEMAPHORE_PERMITS = 3
 
-// A write-locked read-write lock is a plain lock too: list() finds it.
-const isLockKey = (key) => /^(lk|rw):[a-z0-9]+:\d+$/.test(key)
+// A write-locked read-write lock is a plain lock too, and list() finds semaphores as well.
+const isLockKey = (key) => /^(lk|rw|sem):[a-z0-9]+:\d+$/.test(key)
 
 // Application data of other types that the lock library must never touch.
 const APP_KEYS = [

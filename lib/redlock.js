@@ -405,6 +405,7 @@ class Redlock extends EventEmitter {
         fence: state.fence ?? null,
         waiters: state.waiters.map((waiter) => ({ token: waiter.token, expiresIn: waiter.expiresIn ?? null, ttl: waiter.ttl ?? null })),
         foreign: state.foreign,
+        semaphore: state.semaphore,
         error: state.error ? errorFromRecord(state.error) : null,
       }))
     })

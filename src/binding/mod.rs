@@ -680,6 +680,8 @@ pub struct LockInfo {
   /// True when the key holds something other than a relock lock (application data, another
   /// client's lock); `holder` is then null and `forceRelease` refuses the key.
   pub foreign: bool,
+  /// True when the key is a relock semaphore (its holders: `semaphore(key).state()`).
+  pub semaphore: bool,
   /// Why this host could not be asked (its other fields are then empty).
   pub error: Option<HostFailure>,
 }
@@ -743,6 +745,7 @@ impl From<core::LockState> for LockInfo {
         })
         .collect(),
       foreign: state.foreign,
+      semaphore: state.semaphore,
       error: state.error.map(|error| HostFailure {
         host: host.clone(),
         code: error.code().to_owned(),

@@ -7,6 +7,7 @@ use super::keys::{LockKeys, Wake, INSPECT, LOCK_KINDS};
 use super::Mutex;
 use crate::engine::host::Host;
 use crate::engine::quorum::quorum_of;
+use crate::semaphore::SemaphoreKeys;
 use crate::error::{Error, ErrorKind, Result};
 use crate::validate;
 
@@ -22,9 +23,11 @@ pub struct LockState {
   pub fence: Option<i64>,
   /// Fair waiters in queue order.
   pub waiters: Vec<QueuedWaiter>,
-  /// True when the key holds something other than a relock lock (application data, or
-  /// another client's lock): relock reports no holder for it and never releases it.
+  /// True when the key holds something other than a relock lock or semaphore (application
+  /// data, or another client's lock): relock reports no holder for it and never releases it.
   pub foreign: bool,
+  /// True when the key is a relock semaphore (see `Semaphore::state` for its holders).
+  pub semaphore: bool,
   /// Why this host could not be asked; the other fields are empty then.
   pub error: Option<Error>,
 }
@@ -55,11 +58,15 @@ impl Mutex {
   pub async fn inspect(&self, key: &str) -> Result<Vec<LockState>> {
     validate::key(key)?;
     self.engine.ensure_open()?;
-    let keys = LockKeys::new(&self.engine.redis_key(key));
+    let stored = self.engine.redis_key(key);
+    let keys = LockKeys::new(&stored);
+    let permits = SemaphoreKeys::new(&stored).held;
+    let [lock, queue, waiters, fence] = keys.all();
+    let script_keys = [lock, queue, waiters, fence, permits.as_str()];
     let answers = join_all(self.engine.hosts().iter().map(|host| {
-      let keys = &keys;
+      let script_keys = &script_keys;
       async move {
-        let reply: Vec<Value> = host.eval(&INSPECT, &keys.all(), &[]).await?;
+        let reply: Vec<Value> = host.eval(&INSPECT, script_keys, &[]).await?;
         parse_state(host.label(), reply).ok_or_else(|| {
           Error::new(
             ErrorKind::Redis,
@@ -81,7 +88,8 @@ impl Mutex {
   }
 
   /// Lock keys matching `pattern` (Redis glob syntax), found with SCAN on every host: keys that
-  /// hold a relock lock now, never relock's side keys or other data; at most `limit` of them.
+  /// hold a relock lock or are a relock semaphore now, never relock's side keys or other data;
+  /// at most `limit` of them.
   /// Hosts that fail are listed as such; only when every host fails is the call a failure.
   pub async fn list(&self, pattern: &str, limit: usize) -> Result<Listing> {
     if self.engine.options().cluster {
@@ -120,9 +128,10 @@ impl Mutex {
     })
   }
 
+  /// Locks (strings) and semaphores (sorted sets) matching `pattern` on `host`.
   async fn list_on(&self, host: &Host, pattern: &str, limit: usize) -> Result<Vec<String>> {
     let mut found = Vec::new();
-    {
+    for key_type in ["string", "zset"] {
       let mut cursor = 0u64;
       loop {
         let mut command = redis::cmd("SCAN");
@@ -133,7 +142,7 @@ impl Mutex {
           .arg("COUNT")
           .arg(500)
           .arg("TYPE")
-          .arg("string");
+          .arg(key_type);
         self.engine.ensure_open()?;
         let (next, keys): (u64, Vec<String>) = host.query(&command).await?;
         let candidates: Vec<&str> = keys
@@ -142,12 +151,21 @@ impl Mutex {
           .filter(|key| !LockKeys::is_side_key(key))
           .collect();
         if !candidates.is_empty() {
-          let kinds: Vec<i64> = host.eval(&LOCK_KINDS, &candidates, &[]).await?;
+          let permits: Vec<String> = candidates
+            .iter()
+            .map(|key| SemaphoreKeys::new(key).held)
+            .collect();
+          let script_keys: Vec<&str> = candidates
+            .iter()
+            .copied()
+            .chain(permits.iter().map(String::as_str))
+            .collect();
+          let kinds: Vec<i64> = host.eval(&LOCK_KINDS, &script_keys, &[]).await?;
           found.extend(
             candidates
               .iter()
               .zip(kinds)
-              .filter(|(_, kind)| *kind == 1)
+              .filter(|(_, kind)| *kind == 1 || *kind == 3)
               .map(|(key, _)| key.to_string()),
           );
         }
@@ -155,6 +173,9 @@ impl Mutex {
           break;
         }
         cursor = next;
+      }
+      if found.len() >= limit {
+        break;
       }
     }
     Ok(found)
@@ -166,6 +187,12 @@ impl Mutex {
   pub async fn force_release(&self, key: &str) -> Result<bool> {
     validate::key(key)?;
     let states = self.inspect(key).await?;
+    if let Some(semaphore) = states.iter().find(|state| state.semaphore) {
+      return Err(Error::invalid_argument(format!(
+        "'{key}' is a semaphore on {}: its permits are given back through their handles, or come back when their leases end; it was left untouched",
+        semaphore.host
+      )));
+    }
     if let Some(foreign) = states.iter().find(|state| state.foreign) {
       return Err(Error::invalid_argument(format!(
         "'{key}' is not a relock lock on {} (not a string with an expiry holding a relock token); it was left untouched",
@@ -229,13 +256,14 @@ impl LockState {
       fence: None,
       waiters: Vec::new(),
       foreign: false,
+      semaphore: false,
       error: Some(error),
     }
   }
 }
 
 fn parse_state(host: &str, reply: Vec<Value>) -> Option<LockState> {
-  let [holder, ttl, fence, now, queue, foreign]: [Value; 6] = reply.try_into().ok()?;
+  let [holder, ttl, fence, now, queue, foreign, semaphore]: [Value; 7] = reply.try_into().ok()?;
   let text = |value: &Value| match value {
     Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
     _ => None,
@@ -272,6 +300,7 @@ fn parse_state(host: &str, reply: Vec<Value>) -> Option<LockState> {
     fence: text(&fence).and_then(|f| f.parse().ok()),
     waiters,
     foreign: matches!(foreign, Value::Int(1)),
+    semaphore: matches!(semaphore, Value::Int(1)),
     error: None,
   })
 }
