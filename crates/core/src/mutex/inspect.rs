@@ -7,8 +7,8 @@ use super::keys::{LockKeys, Wake, INSPECT, LOCK_KINDS};
 use super::Mutex;
 use crate::engine::host::Host;
 use crate::engine::quorum::quorum_of;
-use crate::semaphore::SemaphoreKeys;
 use crate::error::{Error, ErrorKind, Result};
+use crate::semaphore::SemaphoreKeys;
 use crate::validate;
 
 /// The state of one lock on one host.
