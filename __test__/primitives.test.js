@@ -189,6 +189,22 @@ test('multi-key: all keys or none, a fence per key, lock and unlock over arrays'
   await assert.rejects(locks.acquire(['a', 'b'], { fair: true }), { code: 'ERR_RELOCK_UNSUPPORTED' })
 })
 
+test('lock over an array on a paused host fails within commandTimeout, and what it took is given back', async () => {
+  assert.ok(await locks.lock(['p:a', 'p:b'], 5000), 'the connection is up')
+  server.cli('FLUSHALL')
+  server.signal('SIGSTOP')
+  const started = performance.now()
+  try {
+    await assert.rejects(locks.lock(['p:a', 'p:b'], 5000), { code: 'ERR_RELOCK_TIMEOUT' })
+    assert.ok(performance.now() - started < 500 + 250, `answered after ${Math.round(performance.now() - started)} ms (commandTimeout 500)`)
+  } finally {
+    server.signal('SIGCONT')
+  }
+  // The late attempt ran once the host resumed, and its undo right after it.
+  await sleep(100)
+  assert.equal(server.cli('EXISTS', 'p:a', 'p:b'), '0')
+})
+
 test('over several Redlock hosts the new primitives are refused with ERR_RELOCK_UNSUPPORTED', async () => {
   const hosts = await startServers(3)
   const redlock = new Redlock(hosts.map((host) => host.url))

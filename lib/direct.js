@@ -58,6 +58,14 @@ class DirectDriver {
     return started
   }
 
+  // A multi-key `lock` or `unlock` (`method`: lockMany, unlockMany); false when it belongs to
+  // the native client.
+  oneCall(id, method, ...args) {
+    const started = this.#native[method](id, ...args)
+    if (started) this.#turnSoon()
+    return started
+  }
+
   release(id, lock) {
     this.#native.release(id, lock)
     this.#turnSoon()

@@ -13,6 +13,7 @@ const { Hold, Lock, lockHold, heldInChain } = require('./lock.js')
 const { ReadWriteLock, ReadWriteHandle, Semaphore, PermitHandle } = require('./primitives.js')
 const { DirectDriver } = require('./direct.js')
 
+const NOT_STARTED = Symbol('not started here')
 const WAIT_OUTCOMES = { ERR_RELOCK_WAIT_TIMEOUT: 'timeout', ABORT_ERR: 'aborted', ERR_RELOCK_CLOSED: 'closed' }
 
 // Clients with calls in flight stay reachable until those calls settle, although the native
@@ -83,7 +84,17 @@ class Redlock extends EventEmitter {
     return this.#start(nativeMethod, nativeArgs)
   }
 
-  #startOn(target, method, args, started) {
+  // A multi-key call on the event loop's sockets when it can be made there, else natively.
+  async #oneCall(method, args) {
+    if (this.#direct) {
+      const answer = await this.#startOn(this.#direct, 'oneCall', () => [method, ...args()], undefined, NOT_STARTED)
+      if (answer !== NOT_STARTED) return answer
+    }
+    return this.#start(method, args)
+  }
+
+  // `notStarted`: what the promise resolves to when the target declines the call.
+  #startOn(target, method, args, started, notStarted = null) {
     return new Promise((resolve, reject) => {
       const id = (this.#nextCallId = (this.#nextCallId + 1) >>> 0)
       let handle
@@ -95,7 +106,7 @@ class Redlock extends EventEmitter {
       }
       if (handle === false) {
         // Not started here (the direct first attempt of an acquire that must wait natively).
-        resolve(null)
+        resolve(notStarted)
         return
       }
       if (this.#calls.size === 0) clientsWithCallsInFlight.add(this)
@@ -136,7 +147,7 @@ class Redlock extends EventEmitter {
   }
 
   lock(key, ttl, options) {
-    if (Array.isArray(key)) return this.#start('lockMany', () => [expectKeys(key), expectNumber('ttl', ttl)])
+    if (Array.isArray(key)) return this.#oneCall('lockMany', () => [expectKeys(key), expectNumber('ttl', ttl)])
     const args = () => [expectString('key', key), expectNumber('ttl', ttl), expectOptions('options', options, LOCK_OPTIONS)]
     return this.#startDirect('lock', () => [...args(), false], 'lock', args)
   }
@@ -152,7 +163,7 @@ class Redlock extends EventEmitter {
   }
 
   unlock(key, token) {
-    if (Array.isArray(key)) return this.#start('unlockMany', () => [expectKeys(key), expectString('token', token)])
+    if (Array.isArray(key)) return this.#oneCall('unlockMany', () => [expectKeys(key), expectString('token', token)])
     const args = () => [expectString('key', key), expectString('token', token)]
     return this.#startDirect('unlock', args, 'unlock', args)
   }

@@ -199,6 +199,22 @@ impl NativeDirect {
     Ok(self.direct.first_attempt(id, attempt))
   }
 
+  /// `lock` over several keys, when it can be made here (one host, one slot group); false
+  /// when it belongs to the native client.
+  #[napi]
+  pub fn lock_many(&mut self, id: u32, keys: Vec<String>, ttl: f64) -> napi::Result<bool, Code> {
+    let ttl_ms = validate::lease("ttl", ttl).map_err(to_js)?;
+    let call = self.multi.lock_call(&keys, ttl_ms);
+    Ok(self.direct.one_call(id, call))
+  }
+
+  /// `unlock` over several keys, as `lock_many`.
+  #[napi]
+  pub fn unlock_many(&mut self, id: u32, keys: Vec<String>, token: String) -> bool {
+    let call = self.multi.unlock_call(&keys, &token);
+    self.direct.one_call(id, call)
+  }
+
   #[napi]
   pub fn release(&mut self, id: u32, lock: &NativeLock) {
     self.direct.release(id, lock.held.clone());

@@ -81,3 +81,21 @@ pub fn integers(reply: &Reply) -> Option<Vec<i64>> {
     _ => None,
   }
 }
+
+/// What a one-script call resolves to.
+pub enum Answer {
+  /// A token, or `None` when a key was held.
+  Token(Option<String>),
+  Flag(bool),
+}
+
+/// A whole call answered by one script on the primitive's single host (a multi-key `lock` or
+/// `unlock`), made on the event loop's sockets.
+pub trait OneCall: Send {
+  fn call(&self) -> ScriptCall;
+  /// The answer from the reply (the call's stats are counted here), and whether what the call
+  /// took must be undone (taken, but with no time left).
+  fn answer(&self, reply: &Reply, sent: Instant) -> Result<(Answer, bool)>;
+  /// Undoes what the call may have taken, when its answer failed or came too late.
+  fn undo(&self) -> Option<ScriptCall>;
+}

@@ -17,7 +17,9 @@ use crate::engine::host::Host;
 use crate::engine::host::ToRedisArgsRef;
 use crate::engine::new_token;
 use crate::engine::resp::Reply;
-use crate::engine::script::{integers, FirstAttempt, Lua, ReleaseCall, ScriptCall};
+use crate::engine::script::{
+  integers, Answer, FirstAttempt, Lua, OneCall, ReleaseCall, ScriptCall,
+};
 use crate::engine::stats::Event;
 use crate::engine::wait::{attempt_until_granted, recheck_after, Attempt, Stop};
 use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
@@ -133,6 +135,38 @@ impl MultiLock {
       })
     });
     outcome
+  }
+
+  /// `lock` as one script call for the event-loop path; `None` when it belongs to the native
+  /// path (keys over several slots, bad input, a closed client or several hosts).
+  pub fn lock_call(self: &Arc<Self>, keys: &[String], ttl_ms: u64) -> Option<Box<dyn OneCall>> {
+    let set = self.key_set(keys).ok()?;
+    let eligible =
+      set.groups.len() == 1 && self.engine.ensure_open().is_ok() && self.host().is_ok();
+    eligible.then(|| {
+      Box::new(LockCall {
+        multi: self.clone(),
+        set,
+        token: new_token(),
+        ttl_ms,
+      }) as Box<dyn OneCall>
+    })
+  }
+
+  /// `unlock` as one script call for the event-loop path; `None` as for `lock_call`.
+  pub fn unlock_call(self: &Arc<Self>, keys: &[String], token: &str) -> Option<Box<dyn OneCall>> {
+    let set = self.key_set(keys).ok()?;
+    let eligible = set.groups.len() == 1
+      && validate::token(token).is_ok()
+      && self.engine.ensure_open().is_ok()
+      && self.host().is_ok();
+    eligible.then(|| {
+      Box::new(UnlockCall {
+        multi: self.clone(),
+        set,
+        token: token.to_owned(),
+      }) as Box<dyn OneCall>
+    })
   }
 
   /// Releases every key `token` holds; true if it held all of them.
@@ -428,6 +462,86 @@ fn acquire_keys(group: &[LockKeys]) -> Vec<String> {
     .iter()
     .flat_map(|keys| [keys.lock.clone(), keys.fence.clone()])
     .collect()
+}
+
+/// A `lock` on the event loop's sockets (keys in one slot group).
+struct LockCall {
+  multi: Arc<MultiLock>,
+  set: KeySet,
+  token: String,
+  ttl_ms: u64,
+}
+
+impl OneCall for LockCall {
+  fn call(&self) -> ScriptCall {
+    ScriptCall {
+      lua: &ACQUIRE,
+      keys: acquire_keys(&self.set.groups[0]),
+      args: vec![self.token.clone(), self.ttl_ms.to_string()],
+    }
+  }
+
+  fn answer(&self, reply: &Reply, sent: Instant) -> Result<(Answer, bool)> {
+    let engine = &self.multi.engine;
+    let answer = match integers(reply).as_deref() {
+      Some([1, ..]) => match engine.lease_until(sent, self.ttl_ms) {
+        Some(_) => (Answer::Token(Some(self.token.clone())), false),
+        // Taken with no time left: given back, and busy as far as the caller knows.
+        None => (Answer::Token(None), true),
+      },
+      Some([0, ..]) => (Answer::Token(None), false),
+      _ => {
+        return Err(Error::new(
+          ErrorKind::Redis,
+          "unexpected reply to the multi-key acquire script",
+        ))
+      }
+    };
+    engine.stats().record(match &answer.0 {
+      Answer::Token(Some(_)) => Event::Locked,
+      _ => Event::Busy,
+    });
+    Ok(answer)
+  }
+
+  fn undo(&self) -> Option<ScriptCall> {
+    Some(release_call(
+      &self.set.groups[0],
+      &self.token,
+      Wake::Waiters,
+    ))
+  }
+}
+
+/// An `unlock` on the event loop's sockets (keys in one slot group).
+struct UnlockCall {
+  multi: Arc<MultiLock>,
+  set: KeySet,
+  token: String,
+}
+
+impl OneCall for UnlockCall {
+  fn call(&self) -> ScriptCall {
+    release_call(&self.set.groups[0], &self.token, Wake::Waiters)
+  }
+
+  fn answer(&self, reply: &Reply, _sent: Instant) -> Result<(Answer, bool)> {
+    let Reply::Integer(released) = reply else {
+      return Err(Error::new(
+        ErrorKind::Redis,
+        "unexpected reply to the release script",
+      ));
+    };
+    let all = *released == self.set.groups[0].len() as i64;
+    if all {
+      self.multi.engine.stats().record(Event::Unlocked);
+    }
+    Ok((Answer::Flag(all), false))
+  }
+
+  fn undo(&self) -> Option<ScriptCall> {
+    None
+  }
 }
 
 /// An acquire's first attempt on the event loop's sockets (keys in one slot group).

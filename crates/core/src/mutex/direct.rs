@@ -17,7 +17,7 @@ use super::{extend_verdict, next_try, release_verdict, undo_wakes, Mutex};
 use crate::engine::new_token;
 use crate::engine::quorum::{self, Tally, Vote};
 use crate::engine::resp::Reply;
-use crate::engine::script::{FirstAttempt, ScriptCall};
+use crate::engine::script::{self, FirstAttempt, OneCall, ScriptCall};
 use crate::engine::stats::Event;
 use crate::engine::watchdog::{AfterRelease, Grant, HeldLock, LostCallback, Release};
 use crate::engine::wire::{Action, Outcome, Wire};
@@ -92,6 +92,10 @@ enum Op {
   /// The first attempt of another primitive's acquire.
   FirstAttempt {
     attempt: Box<dyn FirstAttempt>,
+  },
+  /// A whole call of another primitive, answered by one script.
+  OneCall {
+    one: Box<dyn OneCall>,
   },
   /// The release of another primitive's hold.
   ReleaseHold {
@@ -285,6 +289,16 @@ impl Direct {
     true
   }
 
+  /// A whole call of another primitive answered by one script (a multi-key `lock` or
+  /// `unlock`), when the primitive offers one for this call.
+  pub fn one_call(&mut self, id: u32, one: Option<Box<dyn OneCall>>) -> bool {
+    let Some(one) = one else {
+      return false;
+    };
+    self.start(id, Op::OneCall { one }, Arc::from(""), Arc::from(""), 0);
+    true
+  }
+
   /// Releases a lock held through a handle: a mutex's, or another primitive's whose release is
   /// one script call.
   pub fn release(&mut self, id: u32, held: Arc<HeldLock>) {
@@ -336,6 +350,7 @@ impl Direct {
       Op::Unlock | Op::Release { .. } => Command::Release(Wake::Waiters),
       Op::Extend => Command::Extend,
       Op::FirstAttempt { attempt } => Command::Script(Arc::new(attempt.call())),
+      Op::OneCall { one } => Command::Script(Arc::new(one.call())),
       Op::ReleaseHold { held, .. } => Command::Script(Arc::new(
         held
           .renewal()
@@ -544,7 +559,7 @@ impl Direct {
         let outcome = self.mutex.engine().hosts()[host].observe(outcome);
         let vote = match (&call.op, outcome) {
           (_, Err(error)) => Vote::Failed(error),
-          (Op::FirstAttempt { .. } | Op::ReleaseHold { .. }, Ok(reply)) => {
+          (Op::FirstAttempt { .. } | Op::ReleaseHold { .. } | Op::OneCall { .. }, Ok(reply)) => {
             call.reply = Some(reply);
             Vote::Yes(())
           }
@@ -589,6 +604,7 @@ impl Direct {
       Op::Lock { .. } => self.finish_attempt(id, call),
       Op::Acquire { .. } => self.finish_acquire(id, call),
       Op::FirstAttempt { .. } => self.finish_first_attempt(id, call),
+      Op::OneCall { .. } => self.finish_one_call(id, call),
       Op::ReleaseHold {
         held,
         after,
@@ -760,6 +776,49 @@ impl Direct {
     self.settled.push((id, Settled::Held(held)));
   }
 
+  /// A one-script call: its answer, with what it took undone when it failed, came too late or
+  /// left no time.
+  fn finish_one_call(&mut self, id: u32, call: Call) {
+    let Op::OneCall { one } = call.op else {
+      unreachable!("a one-script call")
+    };
+    let outcome = match &call.reply {
+      Some(reply) => one.answer(reply, call.started),
+      None => Err(call.tally.failure()),
+    };
+    let undo = match &outcome {
+      Ok((_, undo)) => *undo,
+      Err(_) => !call.unsent[0],
+    };
+    if undo {
+      if let Some(script) = one.undo() {
+        let request = Arc::new(Request {
+          command: Command::Script(Arc::new(script)),
+          key: call.request.key.clone(),
+          token: call.request.token.clone(),
+          ttl_ms: 0,
+        });
+        let answer = Answer::Undo {
+          host: 0,
+          request: request.clone(),
+        };
+        self.send(0, &request, answer, false);
+      }
+    }
+    let settled = match outcome {
+      Ok((script::Answer::Token(token), _)) => Settled::Token(token),
+      Ok((script::Answer::Flag(flag), _)) => Settled::Flag(flag),
+      Err(error) => {
+        self
+          .mutex
+          .engine()
+          .count::<()>(&Err(error.clone()), |_| None);
+        Settled::Failed(error)
+      }
+    };
+    self.settled.push((id, settled));
+  }
+
   /// A primitive's first attempt: its hold, or (busy, failed, or too late) the undo of what it
   /// may have left and the wait handed to the native path, which reports any failure itself.
   fn finish_first_attempt(&mut self, id: u32, call: Call) {
@@ -858,10 +917,15 @@ impl Direct {
   pub fn close(&mut self) {
     let calls: Vec<Call> = self.calls.drain().map(|(_, call)| call).collect();
     for call in calls {
-      if let Op::FirstAttempt { attempt } = &call.op {
+      let undo = match &call.op {
+        Op::FirstAttempt { attempt } => Some(attempt.undo()),
+        Op::OneCall { one } => one.undo(),
+        _ => None,
+      };
+      if let Some(undo) = undo {
         if !call.unsent[0] {
           let request = Arc::new(Request {
-            command: Command::Script(Arc::new(attempt.undo())),
+            command: Command::Script(Arc::new(undo)),
             key: call.request.key.clone(),
             token: call.request.token.clone(),
             ttl_ms: 0,
