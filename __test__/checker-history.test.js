@@ -50,6 +50,14 @@ test('1 mutual exclusion: a restart without persistence in between is reported a
     { type: 'fault', kind: 'kill-restart', topology: 'rl3', host: 2, start: 20, end: 40 }]
   assert.deepEqual(promisesBroken(records), [])
   assert.deepEqual(excusedPromises(records), [1])
+  // A reentrant grant holds what its outer grant took: a restart after the outer grant (and
+  // before the reentry) forgot the same lock.
+  const nested = [grant('o', 'p0g0t0', { topology: 'rl3', kind: 'using', start: 0, callStart: 0 }), obs('o', 'p0g0t0', 40),
+    grant('n', 'p0g0t0', { topology: 'rl3', kind: 'using-nested', token: 'token-o', start: 60, callStart: 60, reentrant: true }), obs('n', 'p0g0t0', 120),
+    grant('b', 'p1g0t0', { topology: 'rl3', start: 100, callStart: 90 }), obs('b', 'p1g0t0', 110),
+    { type: 'fault', kind: 'kill-restart', topology: 'rl3', host: 2, start: 20, end: 80 }]
+  assert.deepEqual(promisesBroken(nested), [])
+  assert.deepEqual(excusedPromises(nested), [1])
 })
 
 test('2 fences only grow: a lower fence after an earlier grant is flagged', () => {

@@ -90,6 +90,18 @@ function faultsDuring(h, from, to, topology) {
   return h.faults.filter((f) => f.start <= to && (f.end ?? f.start) >= from && (topology === undefined || f.topology === undefined || f.topology === topology))
 }
 
+/**
+ * When the hold behind a grant began: its call, or for a reentrant grant the call of the outer
+ * grant whose lock it shares.
+ */
+function holdStart(h, g) {
+  if (g.reentrant) {
+    const outer = [...h.grants.values()].find((o) => o.token === g.token && !o.reentrant)
+    if (outer) return outer.callStart ?? outer.start
+  }
+  return g.callStart ?? g.start
+}
+
 /** Restarts that forgot data (no persistence) on a host of `topology`, killed within [from, to]. */
 function forgettingRestarts(h, topology, from, to) {
   return h.faults.filter((f) => f.kind === 'kill-restart' && !f.skipped && f.topology === topology && f.start >= from && f.start <= to)
@@ -166,7 +178,7 @@ function checkMutualExclusion(h) {
           grants: [describeGrant(h, a), describeGrant(h, g)],
           faults: describeFaults(h, faultsDuring(h, a.start, g.start)),
         }
-        if (forgettingRestarts(h, g.topology, a.callStart ?? a.start, g.start).length) out.excused.push({ ...finding, reason: 'a host restarted without persistence and forgot the lock (README, Known limits)' })
+        if (forgettingRestarts(h, g.topology, holdStart(h, a), g.start).length) out.excused.push({ ...finding, reason: 'a host restarted without persistence and forgot the lock (README, Known limits)' })
         else out.violations.push(finding)
       }
     }
@@ -182,7 +194,7 @@ function checkMutualExclusion(h) {
           grants: [describeGrant(h, a), describeGrant(h, g)],
           faults: describeFaults(h, faultsDuring(h, a.callStart ?? a.start, g.start)),
         }
-        const forgot = forgettingRestarts(h, g.topology, a.callStart ?? a.start, g.start)
+        const forgot = forgettingRestarts(h, g.topology, holdStart(h, a), g.start)
         if (forgot.length) out.excused.push({ ...finding, reason: 'a host restarted without persistence and forgot the lock (README, Known limits)' })
         else out.violations.push(finding)
       }
