@@ -788,22 +788,10 @@ impl Direct {
     };
     let undo = match &outcome {
       Ok((_, undo)) => *undo,
-      Err(_) => !call.unsent[0],
+      Err(_) => true,
     };
-    if undo {
-      if let Some(script) = one.undo() {
-        let request = Arc::new(Request {
-          command: Command::Script(Arc::new(script)),
-          key: call.request.key.clone(),
-          token: call.request.token.clone(),
-          ttl_ms: 0,
-        });
-        let answer = Answer::Undo {
-          host: 0,
-          request: request.clone(),
-        };
-        self.send(0, &request, answer, false);
-      }
+    if let (true, Some(script)) = (undo, one.undo()) {
+      self.undo_script(call.unsent[0], &call.request, script);
     }
     let settled = match outcome {
       Ok((script::Answer::Token(token), _)) => Settled::Token(token),
@@ -834,20 +822,28 @@ impl Direct {
       self.settled.push((id, Settled::Held(held)));
       return;
     }
-    if !call.unsent[0] {
-      let request = Arc::new(Request {
-        command: Command::Script(Arc::new(undo)),
-        key: call.request.key.clone(),
-        token: call.request.token.clone(),
-        ttl_ms: 0,
-      });
-      let answer = Answer::Undo {
-        host: 0,
-        request: request.clone(),
-      };
-      self.send(0, &request, answer, false);
-    }
+    self.undo_script(call.unsent[0], &call.request, undo);
     self.settled.push((id, Settled::Wait));
+  }
+
+  /// Sends `script` to undo what a call of another primitive may have taken on its single host,
+  /// unless the call's request was never written (one connection keeps the order: the undo
+  /// runs after it).
+  fn undo_script(&mut self, unsent: bool, call: &Request, script: ScriptCall) {
+    if unsent {
+      return;
+    }
+    let request = Arc::new(Request {
+      command: Command::Script(Arc::new(script)),
+      key: call.key.clone(),
+      token: call.token.clone(),
+      ttl_ms: 0,
+    });
+    let answer = Answer::Undo {
+      host: 0,
+      request: request.clone(),
+    };
+    self.send(0, &request, answer, false);
   }
 
   /// Undoes a call's attempt on every host that did not refuse it, by the call's own tally (a
@@ -923,19 +919,7 @@ impl Direct {
         _ => None,
       };
       if let Some(undo) = undo {
-        if !call.unsent[0] {
-          let request = Arc::new(Request {
-            command: Command::Script(Arc::new(undo)),
-            key: call.request.key.clone(),
-            token: call.request.token.clone(),
-            ttl_ms: 0,
-          });
-          let answer = Answer::Undo {
-            host: 0,
-            request: request.clone(),
-          };
-          self.send(0, &request, answer, false);
-        }
+        self.undo_script(call.unsent[0], &call.request, undo);
         continue;
       }
       if let Op::Lock { .. } | Op::Acquire { .. } = call.op {
