@@ -286,3 +286,38 @@ async fn message_or(subscription: Option<&mut Subscription>, recheck: Duration) 
     }
   }
 }
+
+/// A primitive's wait from start to end: attempts until one is granted or the wait ends (see
+/// [`attempt_until_granted`]), counted in the stats. After a wait that ended without a grant,
+/// `clean_up` runs in the background: an attempt whose answer was not awaited (an abort) may
+/// still have taken something, and a waiter leaves the queues it joined; it goes out on the
+/// same connection as that attempt, so after it.
+pub async fn wait_for_grant<T, F, Fut>(
+  engine: &Engine,
+  name: &str,
+  cancel: CancellationToken,
+  wait: Option<Duration>,
+  channel: &str,
+  attempt: F,
+  clean_up: impl Future<Output = ()> + Send + 'static,
+) -> Result<T>
+where
+  F: FnMut() -> Fut,
+  Fut: Future<Output = Result<Attempt<T>>>,
+{
+  let started = Instant::now();
+  let stop = Stop {
+    key: name,
+    cancel,
+    closed: engine.closed_token().clone(),
+    started,
+    deadline: wait.map(|wait| started + wait),
+  };
+  let single = wait == Some(Duration::ZERO);
+  let outcome = attempt_until_granted(engine, &stop, single, channel, attempt).await;
+  engine.count(&outcome, |_| Some(super::stats::Event::Acquired));
+  if outcome.is_err() {
+    engine.track(clean_up);
+  }
+  outcome
+}

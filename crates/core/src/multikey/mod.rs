@@ -21,7 +21,7 @@ use crate::engine::script::{
   integers, Answer, FirstAttempt, Lua, OneCall, ReleaseCall, ScriptCall,
 };
 use crate::engine::stats::Event;
-use crate::engine::wait::{attempt_until_granted, recheck_after, Attempt, Stop};
+use crate::engine::wait::{recheck_after, wait_for_grant, Attempt};
 use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
@@ -205,35 +205,26 @@ impl MultiLock {
     });
     async move {
       let set = checked?;
-      let engine = &multi.engine;
       let name = caller_order.join(", ");
-      let stop = Stop {
-        key: &name,
-        cancel,
-        closed: engine.closed_token().clone(),
-        started: Instant::now(),
-        deadline: options.wait.map(|wait| Instant::now() + wait),
-      };
       let token = new_token();
-      let single = options.wait == Some(Duration::ZERO);
       let first_channel = set.all().next().expect("one key at least").channel.clone();
-      let outcome = attempt_until_granted(engine, &stop, single, &first_channel, || {
-        multi.try_acquire(&set, &token, options.lease_ms())
-      })
-      .await;
-      engine.count(&outcome, |_| Some(Event::Acquired));
-      match outcome {
-        Ok(granted) => Ok(multi.hold(set, &caller_order, token, &options, granted, on_lost)),
-        Err(error) => {
-          // An attempt whose answer was not awaited (an abort) may still take keys: the
-          // release, on the same connection, comes after it.
-          let multi = multi.clone();
-          engine.track(async move {
-            let _ = multi.release_stored(&set, &token).await;
-          });
-          Err(error)
+      let clean_up = {
+        let (multi, set, token) = (multi.clone(), set.clone(), token.clone());
+        async move {
+          let _ = multi.release_stored(&set, &token).await;
         }
-      }
+      };
+      let granted = wait_for_grant(
+        &multi.engine,
+        &name,
+        cancel,
+        options.wait,
+        &first_channel,
+        || multi.try_acquire(&set, &token, options.lease_ms()),
+        clean_up,
+      )
+      .await?;
+      Ok(multi.hold(set, &caller_order, token, &options, granted, on_lost))
     }
   }
 

@@ -18,7 +18,7 @@ use crate::engine::new_token;
 use crate::engine::resp::Reply;
 use crate::engine::script::{integers, FirstAttempt, Lua, ReleaseCall, ScriptCall};
 use crate::engine::stats::Event;
-use crate::engine::wait::{attempt_until_granted, recheck_after, Attempt, Stop};
+use crate::engine::wait::{recheck_after, wait_for_grant, Attempt};
 use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
@@ -154,34 +154,24 @@ impl RwLock {
       .and_then(|()| self.host().map(|_| ()));
     async move {
       checked?;
-      let engine = &rwlock.engine;
-      let stop = Stop {
-        key: &name,
-        cancel,
-        closed: engine.closed_token().clone(),
-        started: Instant::now(),
-        deadline: options.wait.map(|wait| Instant::now() + wait),
-      };
       let token = new_token();
-      let single = options.wait == Some(Duration::ZERO);
-      let outcome = attempt_until_granted(engine, &stop, single, &keys.channel, || {
-        rwlock.try_acquire(&keys, &token, mode, &options)
-      })
-      .await;
-      engine.count(&outcome, |_| Some(Event::Acquired));
-      match outcome {
-        Ok(granted) => Ok(rwlock.hold(keys, token, name, mode, &options, granted, on_lost)),
-        Err(error) => {
-          // An attempt whose answer was not awaited (an abort) may still take the lock, and a
-          // waiter leaves the waiting writers or the queue: the release, on the same
-          // connection, comes after it.
-          let rwlock = rwlock.clone();
-          engine.track(async move {
-            let _ = rwlock.release_stored(&keys, &token).await;
-          });
-          Err(error)
+      let clean_up = {
+        let (rwlock, keys, token) = (rwlock.clone(), keys.clone(), token.clone());
+        async move {
+          let _ = rwlock.release_stored(&keys, &token).await;
         }
-      }
+      };
+      let granted = wait_for_grant(
+        &rwlock.engine,
+        &name,
+        cancel,
+        options.wait,
+        &keys.channel,
+        || rwlock.try_acquire(&keys, &token, mode, &options),
+        clean_up,
+      )
+      .await?;
+      Ok(rwlock.hold(keys, token, name, mode, &options, granted, on_lost))
     }
   }
 

@@ -21,7 +21,7 @@ use crate::engine::new_token;
 use crate::engine::resp::Reply;
 use crate::engine::script::{integers, FirstAttempt, Lua, ReleaseCall, ScriptCall};
 use crate::engine::stats::Event;
-use crate::engine::wait::{attempt_until_granted, recheck_after, Attempt, Stop};
+use crate::engine::wait::{recheck_after, wait_for_grant, Attempt};
 use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
@@ -147,33 +147,24 @@ impl Semaphore {
       .and_then(|()| check_counts(options.permits, options.count));
     async move {
       checked?;
-      let engine = &semaphore.engine;
-      let stop = Stop {
-        key: &name,
-        cancel,
-        closed: engine.closed_token().clone(),
-        started: Instant::now(),
-        deadline: options.acquire.wait.map(|wait| Instant::now() + wait),
-      };
       let token = new_token();
-      let single = options.acquire.wait == Some(Duration::ZERO);
-      let outcome = attempt_until_granted(engine, &stop, single, &keys.channel, || {
-        semaphore.try_acquire(&keys, &token, &options)
-      })
-      .await;
-      engine.count(&outcome, |_| Some(Event::Acquired));
-      match outcome {
-        Ok(granted) => Ok(semaphore.hold(keys, token, name, &options, granted, on_lost)),
-        Err(error) => {
-          // An attempt whose answer was not awaited (an abort) may still admit us, and a fair
-          // waiter leaves the queue: the release, on the same connection, comes after it.
-          let semaphore = semaphore.clone();
-          engine.track(async move {
-            let _ = semaphore.release_stored(&keys, &token).await;
-          });
-          Err(error)
+      let clean_up = {
+        let (semaphore, keys, token) = (semaphore.clone(), keys.clone(), token.clone());
+        async move {
+          let _ = semaphore.release_stored(&keys, &token).await;
         }
-      }
+      };
+      let granted = wait_for_grant(
+        &semaphore.engine,
+        &name,
+        cancel,
+        options.acquire.wait,
+        &keys.channel,
+        || semaphore.try_acquire(&keys, &token, &options),
+        clean_up,
+      )
+      .await?;
+      Ok(semaphore.hold(keys, token, name, &options, granted, on_lost))
     }
   }
 
