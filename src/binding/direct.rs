@@ -7,13 +7,10 @@ use std::time::Instant;
 use napi::bindgen_prelude::{Array, Buffer, Env};
 use napi_derive::napi;
 
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::Status;
-
 use super::completions::error_record;
 use super::{
   acquire_options, lock_arguments, lost_callback, permits_options, to_js, AcquireConfig, Code,
-  ErrorInfo, LockConfig, LostFunction, NativeLock, PermitsConfig,
+  LockConfig, LostFunction, NativeLock, PermitsConfig,
 };
 use relock_core::engine::host::Address;
 use relock_core::engine::wire::Action;
@@ -132,16 +129,14 @@ impl NativeDirect {
     id: u32,
     key: String,
     config: Option<AcquireConfig>,
-    on_lost: ThreadsafeFunction<ErrorInfo, (), ErrorInfo, Status, false, true>,
+    on_lost: LostFunction,
   ) -> napi::Result<bool, Code> {
     let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
-    let on_lost: core::LostCallback = Box::new(move |reason: &core::Error| {
-      on_lost.call(
-        ErrorInfo::from(reason),
-        ThreadsafeFunctionCallMode::NonBlocking,
-      );
-    });
-    Ok(self.direct.acquire(id, &key, options, on_lost))
+    Ok(
+      self
+        .direct
+        .acquire(id, &key, options, lost_callback(on_lost)),
+    )
   }
 
   /// As `acquire`, for a read (`write` false) or write hold of a read-write lock.

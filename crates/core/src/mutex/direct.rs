@@ -101,6 +101,7 @@ enum Op {
   ReleaseHold {
     held: Arc<HeldLock>,
     after: AfterRelease,
+    script: Arc<ScriptCall>,
     /// The reply when every part of the hold was held.
     all_held: i64,
   },
@@ -302,10 +303,8 @@ impl Direct {
   /// Releases a lock held through a handle: a mutex's, or another primitive's whose release is
   /// one script call.
   pub fn release(&mut self, id: u32, held: Arc<HeldLock>) {
-    let by_script = held
-      .renewal()
-      .release_call()
-      .map(|release| release.all_held);
+    // Built once: the release's script call names every key of the hold.
+    let by_script = held.renewal().release_call();
     if by_script.is_none() && !held.renewal().as_any().is::<MutexHold>() {
       let error = Error::new(
         ErrorKind::Internal,
@@ -328,11 +327,12 @@ impl Direct {
       Release::Send(after) => {
         let key = Arc::from(self.mutex.engine().redis_key(held.key()));
         let token: Arc<str> = Arc::from(held.token());
-        let op = if let Some(all_held) = by_script {
+        let op = if let Some(release) = by_script {
           Op::ReleaseHold {
             held,
             after,
-            all_held,
+            script: Arc::new(release.call),
+            all_held: release.all_held,
           }
         } else {
           Op::Release { held, after }
@@ -351,13 +351,7 @@ impl Direct {
       Op::Extend => Command::Extend,
       Op::FirstAttempt { attempt } => Command::Script(Arc::new(attempt.call())),
       Op::OneCall { one } => Command::Script(Arc::new(one.call())),
-      Op::ReleaseHold { held, .. } => Command::Script(Arc::new(
-        held
-          .renewal()
-          .release_call()
-          .expect("a hold released by script")
-          .call,
-      )),
+      Op::ReleaseHold { script, .. } => Command::Script(script.clone()),
     };
     let call = Call {
       op,
@@ -609,6 +603,7 @@ impl Direct {
         held,
         after,
         all_held,
+        ..
       } => {
         let released = match call.reply {
           Some(Reply::Integer(held_parts)) => Ok(held_parts == all_held),
