@@ -5,6 +5,7 @@
 
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
+const { spawnSync } = require('node:child_process')
 
 const { Redlock } = require('..')
 const { RedisServer } = require('../tools/redis-server')
@@ -50,4 +51,28 @@ test('with calls in flight side by side, each still takes one round trip (no Nag
     await proxy.close()
     await server.stop()
   }
+})
+
+// The fault proxy resets connections; one it resets while its end is under way must not keep
+// the test process from exiting (Node leaves such a socket's handle open for ever).
+test("the fault proxy's reset of a socket that is ending lets the process exit", () => {
+  const child = `
+    const net = require('node:net')
+    const { resetOrDestroy } = require(${JSON.stringify(require.resolve('./helpers/proxy'))})
+    const server = net.createServer((socket) => {
+      socket.on('error', () => {})
+      socket.on('data', () => {
+        socket.end()
+        process.nextTick(() => resetOrDestroy(socket))
+      })
+    })
+    server.unref()
+    server.listen(0, '127.0.0.1', () => {
+      const client = net.connect(server.address().port, '127.0.0.1', () => client.write('x'))
+      client.on('error', () => {})
+      client.on('close', () => server.close())
+    })`
+  const run = spawnSync(process.execPath, ['-e', child], { timeout: 5000, encoding: 'utf8' })
+  assert.equal(run.error?.code, undefined, 'the process did not exit within 5 s')
+  assert.equal(run.status, 0, run.stderr)
 })

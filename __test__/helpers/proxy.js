@@ -63,8 +63,8 @@ class Proxy {
   /** Resets every open connection (RST to both ends); new connections are accepted. */
   reset() {
     for (const { client, upstream } of this.#pairs) {
-      client.resetAndDestroy()
-      upstream.resetAndDestroy()
+      resetOrDestroy(client)
+      resetOrDestroy(upstream)
     }
     this.#pairs.clear()
   }
@@ -128,10 +128,18 @@ class Proxy {
   }
 }
 
+// Node (20 at least) cannot reset a socket whose end is under way: the reset fails with
+// EINVAL, yet the handle counts as closing and is never closed, so the process spins at exit
+// forever. Such a socket is only destroyed (its peer sees a FIN instead of a RST).
+function resetOrDestroy(socket) {
+  if (socket.writableEnded || socket.destroyed) socket.destroy()
+  else socket.resetAndDestroy()
+}
+
 function sides(direction) {
   if (direction === 'both') return ['up', 'down']
   if (direction === 'up' || direction === 'down') return [direction]
   throw new Error(`direction must be 'up', 'down' or 'both', got ${direction}`)
 }
 
-module.exports = { Proxy }
+module.exports = { Proxy, resetOrDestroy }
