@@ -275,6 +275,8 @@ export interface LockInfo {
   foreign: boolean
   /** True when the key is a relock semaphore: `holder` is null; its holders are in `semaphore(key, …).state()`. `forceRelease` refuses it. */
   semaphore: boolean
+  /** How many readers hold `key` as a read-write lock (they are in `rwlock(key).state()`); 0 otherwise. */
+  readers: number
   /** Why this host could not be asked, or null; its other fields are empty then. */
   error: RelockError | null
 }

@@ -89,7 +89,7 @@ test('watch --json prints one parsable object per refresh', async () => {
     assert.equal(line.key, 'watch:json')
     assert.ok(!Number.isNaN(Date.parse(line.time)), line.time)
     assert.equal(line.hosts.length, 1)
-    assert.deepEqual({ ...line.hosts[0], ttl: typeof line.hosts[0].ttl }, { host: server.url, holder: TOKEN_A, ttl: 'number', fence: null, waiters: [], foreign: false, semaphore: false, error: null })
+    assert.deepEqual({ ...line.hosts[0], ttl: typeof line.hosts[0].ttl }, { host: server.url, holder: TOKEN_A, ttl: 'number', fence: null, waiters: [], foreign: false, semaphore: false, readers: 0, error: null })
   }
   assert.deepEqual(lines[0].changes, ['watching watch:json every 50 ms'])
   assert.deepEqual(lines[1].changes, ['ttl running'])

@@ -101,7 +101,7 @@ test('inspect shows holder, ttl, fence and the fair queue; list scans; forceRele
   await next.release()
   assert.equal(await locks.forceRelease('inspected'), false)
   const [free] = await locks.inspect('inspected')
-  assert.deepEqual({ ...free, host: undefined }, { host: undefined, holder: null, ttl: null, fence: next.fence, waiters: [], foreign: false, semaphore: false, error: null })
+  assert.deepEqual({ ...free, host: undefined }, { host: undefined, holder: null, ttl: null, fence: next.fence, waiters: [], foreign: false, semaphore: false, readers: 0, error: null })
   await assert.rejects(locks.list('*', { limt: 5 }), /options.limt is not an option; did you mean limit\?/)
 })
 

@@ -147,6 +147,26 @@ test('operators see a semaphore as one: inspect marks it, list finds it, forceRe
   await locks.unlock('jobs:lock', token)
 })
 
+test('operators see a read-write lock held by readers only: list finds it, inspect counts its readers', async () => {
+  const tagged = locks.rwlock('docs:{7}:page')
+  const plain = locks.rwlock('docs:manual')
+  const readers = [await plain.read(), await plain.read(), await tagged.read()]
+  const writer = await locks.rwlock('docs:draft').write()
+  await locks.rwlock('docs:gone').read({ ttl: 100, watchdog: false })
+  await sleep(250) // that reader's lease ran out: nobody holds docs:gone any more
+  assert.deepEqual([...(await locks.list('docs:*'))].sort(), ['docs:draft', 'docs:manual', 'docs:{7}:page'])
+  assert.deepEqual([...(await locks.list('docs:m*'))], ['docs:manual'])
+  const [state] = await locks.inspect('docs:manual')
+  assert.equal(state.readers, 2)
+  assert.equal(state.holder, null)
+  assert.equal(state.foreign, false)
+  assert.equal((await locks.inspect('docs:{7}:page'))[0].readers, 1)
+  assert.equal((await locks.inspect('docs:draft'))[0].readers, 0)
+  assert.equal((await locks.inspect('docs:gone'))[0].readers, 0)
+  await Promise.all([...readers, writer].map((hold) => hold.release()))
+  assert.deepEqual([...(await locks.list('docs:*'))], [])
+})
+
 test('a SIGKILLed holder of permits or of a read lock frees them within its ttl', async () => {
   for (const hold of ['permits', 'read']) {
     server.cli('FLUSHALL')

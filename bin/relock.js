@@ -71,6 +71,7 @@ const ms = (value) => (value === null || value === undefined ? '-' : `${value} m
 const holderOf = (state) => {
   if (state.error) return `(unreachable: ${state.error.code})`
   if (state.semaphore) return '(a semaphore: relock semaphore <key>)'
+  if (state.readers > 0) return `(${state.readers} reader${state.readers === 1 ? '' : 's'}: relock rwlock <key>)`
   return state.holder ?? (state.foreign ? '(not a relock lock)' : '(free)')
 }
 
@@ -150,7 +151,7 @@ function unanswered(hosts, error) {
       const cause = at >= 0 && /^(.*?) \((ERR_[A-Z_]+)\)(?:; |$)/.exec(error.message.slice(at + host.length + 2))
       if (cause) own = { code: cause[2], message: `${host}: ${cause[1]}` }
     }
-    return { host, holder: null, ttl: null, fence: null, waiters: [], foreign: false, semaphore: false, error: own }
+    return { host, holder: null, ttl: null, fence: null, waiters: [], foreign: false, semaphore: false, readers: 0, error: own }
   })
 }
 

@@ -403,7 +403,7 @@ class Redlock extends EventEmitter {
     return this.#native.stats()
   }
 
-  /** The state of `key` on every host: holder, remaining ttl, fence, fair queue. */
+  /** The state of `key` on every host: holder, remaining ttl, fence, fair queue, readers. */
   inspect(key) {
     return call(async () => {
       expectString('key', key)
@@ -417,6 +417,7 @@ class Redlock extends EventEmitter {
         waiters: state.waiters.map((waiter) => ({ token: waiter.token, expiresIn: waiter.expiresIn ?? null, ttl: waiter.ttl ?? null })),
         foreign: state.foreign,
         semaphore: state.semaphore,
+        readers: state.readers,
         error: state.error ? errorFromRecord(state.error) : null,
       }))
     })

@@ -682,6 +682,8 @@ pub struct LockInfo {
   pub foreign: bool,
   /// True when the key is a relock semaphore (its holders: `semaphore(key).state()`).
   pub semaphore: bool,
+  /// How many readers hold the key as a read-write lock (they: `rwlock(key).state()`).
+  pub readers: u32,
   /// Why this host could not be asked (its other fields are then empty).
   pub error: Option<HostFailure>,
 }
@@ -746,6 +748,7 @@ impl From<core::LockState> for LockInfo {
         .collect(),
       foreign: state.foreign,
       semaphore: state.semaphore,
+      readers: state.readers.min(u32::MAX as u64) as u32,
       error: state.error.map(|error| HostFailure {
         host: host.clone(),
         code: error.code().to_owned(),

@@ -8,6 +8,7 @@ use super::Mutex;
 use crate::engine::host::Host;
 use crate::engine::quorum::quorum_of;
 use crate::error::{Error, ErrorKind, Result};
+use crate::rwlock::{RwKeys, LIVE_READERS};
 use crate::semaphore::SemaphoreKeys;
 use crate::validate;
 
@@ -28,6 +29,8 @@ pub struct LockState {
   pub foreign: bool,
   /// True when the key is a relock semaphore (see `Semaphore::state` for its holders).
   pub semaphore: bool,
+  /// How many readers hold the key as a read-write lock (see `RwLock::state` for them).
+  pub readers: u64,
   /// Why this host could not be asked; the other fields are empty then.
   pub error: Option<Error>,
 }
@@ -61,8 +64,16 @@ impl Mutex {
     let stored = self.engine.redis_key(key);
     let keys = LockKeys::new(&stored);
     let permits = SemaphoreKeys::new(&stored).held;
+    let readers = RwKeys::new(&stored).readers;
     let [lock, queue, waiters, fence] = keys.all();
-    let script_keys = [lock, queue, waiters, fence, permits.as_str()];
+    let script_keys = [
+      lock,
+      queue,
+      waiters,
+      fence,
+      permits.as_str(),
+      readers.as_str(),
+    ];
     let answers = join_all(self.engine.hosts().iter().map(|host| {
       let script_keys = &script_keys;
       async move {
@@ -128,57 +139,121 @@ impl Mutex {
     })
   }
 
-  /// Locks (strings) and semaphores (sorted sets) matching `pattern` on `host`.
+  /// Locks (strings), semaphores (sorted sets) and read-write locks held by readers only (their
+  /// readers' sorted sets) matching `pattern` on `host`.
   async fn list_on(&self, host: &Host, pattern: &str, limit: usize) -> Result<Vec<String>> {
     let mut found = Vec::new();
     for key_type in ["string", "zset"] {
-      let mut cursor = 0u64;
-      loop {
-        let mut command = redis::cmd("SCAN");
-        command
-          .arg(cursor)
-          .arg("MATCH")
-          .arg(pattern)
-          .arg("COUNT")
-          .arg(500)
-          .arg("TYPE")
-          .arg(key_type);
-        self.engine.ensure_open()?;
-        let (next, keys): (u64, Vec<String>) = host.query(&command).await?;
-        let candidates: Vec<&str> = keys
-          .iter()
-          .map(String::as_str)
-          .filter(|key| !LockKeys::is_side_key(key))
-          .collect();
-        if !candidates.is_empty() {
-          let permits: Vec<String> = candidates
-            .iter()
-            .map(|key| SemaphoreKeys::new(key).held)
-            .collect();
-          let script_keys: Vec<&str> = candidates
-            .iter()
-            .copied()
-            .chain(permits.iter().map(String::as_str))
-            .collect();
-          let kinds: Vec<i64> = host.eval(&LOCK_KINDS, &script_keys, &[]).await?;
-          found.extend(
-            candidates
+      self
+        .scan(
+          host,
+          pattern,
+          key_type,
+          limit,
+          &mut found,
+          |keys| async move {
+            let candidates: Vec<&str> = keys
               .iter()
-              .zip(kinds)
-              .filter(|(_, kind)| *kind == 1 || *kind == 3)
-              .map(|(key, _)| key.to_string()),
-          );
-        }
-        if next == 0 || found.len() >= limit {
-          break;
-        }
-        cursor = next;
+              .map(String::as_str)
+              .filter(|key| !LockKeys::is_side_key(key))
+              .collect();
+            if candidates.is_empty() {
+              return Ok(Vec::new());
+            }
+            let permits: Vec<String> = candidates
+              .iter()
+              .map(|key| SemaphoreKeys::new(key).held)
+              .collect();
+            let script_keys: Vec<&str> = candidates
+              .iter()
+              .copied()
+              .chain(permits.iter().map(String::as_str))
+              .collect();
+            let kinds: Vec<i64> = host.eval(&LOCK_KINDS, &script_keys, &[]).await?;
+            Ok(
+              candidates
+                .iter()
+                .zip(kinds)
+                .filter(|(_, kind)| *kind == 1 || *kind == 3)
+                .map(|(key, _)| key.to_string())
+                .collect(),
+            )
+          },
+        )
+        .await?;
+    }
+    for readers_pattern in RwKeys::readers_patterns(pattern) {
+      self
+        .scan(
+          host,
+          &readers_pattern,
+          "zset",
+          limit,
+          &mut found,
+          |keys| async move {
+            let named: Vec<(String, &str)> = keys
+              .iter()
+              .filter_map(|readers| Some((RwKeys::name_of_readers(readers)?, readers.as_str())))
+              .collect();
+            if named.is_empty() {
+              return Ok(Vec::new());
+            }
+            let script_keys: Vec<&str> = named.iter().map(|(_, readers)| *readers).collect();
+            let counts: Vec<i64> = host.eval(LIVE_READERS.script(), &script_keys, &[]).await?;
+            Ok(
+              named
+                .into_iter()
+                .zip(counts)
+                .filter(|(_, count)| *count > 0)
+                .map(|((name, _), _)| name)
+                .collect(),
+            )
+          },
+        )
+        .await?;
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+  }
+
+  /// SCANs `host` for keys of `key_type` matching `pattern` and adds what `keep` makes of
+  /// each batch to `found`, until the scan ends or `found` has `limit` keys.
+  async fn scan<'a, F, Fut>(
+    &self,
+    host: &Host,
+    pattern: &str,
+    key_type: &str,
+    limit: usize,
+    found: &mut Vec<String>,
+    keep: F,
+  ) -> Result<()>
+  where
+    F: Fn(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<String>>>,
+  {
+    let mut cursor = 0u64;
+    while found.len() < limit {
+      let mut command = redis::cmd("SCAN");
+      command
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(500)
+        .arg("TYPE")
+        .arg(key_type);
+      self.engine.ensure_open()?;
+      let (next, keys): (u64, Vec<String>) = host.query(&command).await?;
+      if !keys.is_empty() {
+        found.extend(keep(keys).await?);
       }
-      if found.len() >= limit {
+      if next == 0 {
         break;
       }
+      cursor = next;
     }
-    Ok(found)
+    Ok(())
   }
 
   /// Releases `key` whoever holds it, as its holder would (a fair waiter next in line gets
@@ -257,13 +332,15 @@ impl LockState {
       waiters: Vec::new(),
       foreign: false,
       semaphore: false,
+      readers: 0,
       error: Some(error),
     }
   }
 }
 
 fn parse_state(host: &str, reply: Vec<Value>) -> Option<LockState> {
-  let [holder, ttl, fence, now, queue, foreign, semaphore]: [Value; 7] = reply.try_into().ok()?;
+  let [holder, ttl, fence, now, queue, foreign, semaphore, readers]: [Value; 8] =
+    reply.try_into().ok()?;
   let text = |value: &Value| match value {
     Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
     _ => None,
@@ -301,6 +378,10 @@ fn parse_state(host: &str, reply: Vec<Value>) -> Option<LockState> {
     waiters,
     foreign: matches!(foreign, Value::Int(1)),
     semaphore: matches!(semaphore, Value::Int(1)),
+    readers: match readers {
+      Value::Int(count) => count.max(0) as u64,
+      _ => return None,
+    },
     error: None,
   })
 }

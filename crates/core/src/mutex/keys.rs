@@ -129,7 +129,7 @@ pub(crate) fn slot_preserving_base(key: &str) -> String {
   }
 }
 
-fn has_hash_tag(key: &str) -> bool {
+pub(crate) fn has_hash_tag(key: &str) -> bool {
   match key.find('{') {
     Some(open) => matches!(key[open + 1..].find('}'), Some(length) if length > 0),
     None => false,
@@ -178,6 +178,7 @@ mod tests {
       include_str!("../rwlock/scripts/downgrade.lua"),
       include_str!("../rwlock/scripts/upgrade.lua"),
       include_str!("../rwlock/scripts/state.lua"),
+      include_str!("../rwlock/scripts/live_readers.lua"),
       include_str!("../multikey/scripts/acquire.lua"),
       include_str!("../multikey/scripts/extend.lua"),
     ] {

@@ -23,7 +23,7 @@ use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mutex::acquire::{AcquireOptions, FAIR_LIVENESS};
-use crate::mutex::keys::LockKeys;
+use crate::mutex::keys::{has_hash_tag, LockKeys};
 use crate::validate;
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");
@@ -40,6 +40,9 @@ static DOWNGRADE: LazyLock<Lua> =
   LazyLock::new(|| with_prelude(include_str!("scripts/downgrade.lua")));
 static UPGRADE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/upgrade.lua")));
 static STATE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/state.lua")));
+/// For operators: how many readers of each lock hold a running lease.
+pub static LIVE_READERS: LazyLock<Lua> =
+  LazyLock::new(|| Lua::new(include_str!("scripts/live_readers.lua")));
 
 /// Most readers and queued waiters `state` lists; their counts are always exact.
 pub const STATE_LIST_LIMIT: usize = 1000;
@@ -74,6 +77,8 @@ pub struct RwKeys {
 }
 
 impl RwKeys {
+  const READERS_SUFFIX: &'static str = ":relock:rw:readers";
+
   pub fn new(key: &str) -> RwKeys {
     let shared = LockKeys::new(key);
     let side = |name: &str| {
@@ -91,6 +96,30 @@ impl RwKeys {
       fence: shared.fence,
       channel: shared.channel,
     }
+  }
+
+  /// SCAN MATCH patterns that find the readers' keys of the read-write locks whose names
+  /// match `pattern` (a glob): a name without a hash tag has its side keys under `{name}`, one
+  /// with a tag under the name itself.
+  pub fn readers_patterns(pattern: &str) -> [String; 2] {
+    [
+      format!("{{{pattern}}}{}", Self::READERS_SUFFIX),
+      format!("{pattern}{}", Self::READERS_SUFFIX),
+    ]
+  }
+
+  /// The name of the lock whose readers' key is `readers`, if it is one. The side keys of a
+  /// name `{x}` are those of `x` as well; the name without a tag is the one given back.
+  pub fn name_of_readers(readers: &str) -> Option<String> {
+    let base = readers.strip_suffix(Self::READERS_SUFFIX)?;
+    let name = match base
+      .strip_prefix('{')
+      .and_then(|rest| rest.strip_suffix('}'))
+    {
+      Some(inner) if !has_hash_tag(inner) => inner,
+      _ => base,
+    };
+    (RwKeys::new(name).readers == readers).then(|| name.to_owned())
   }
 
   /// In the order the scripts declare them.
@@ -586,5 +615,36 @@ impl Renewal for RwHold {
       call: self.rwlock.release_call(&self.keys, &self.token),
       all_held: 1,
     })
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::RwKeys;
+
+  #[test]
+  fn a_readers_key_names_its_lock() {
+    for name in ["doc", "shop{7}:page", "{a{b}c}", "a{}b", "p:{x}"] {
+      let readers = RwKeys::new(name).readers;
+      assert_eq!(
+        RwKeys::name_of_readers(&readers).as_deref(),
+        Some(name),
+        "{readers}"
+      );
+    }
+    // `{doc}` keeps the side keys of `doc`: the name without the tag is given.
+    assert_eq!(
+      RwKeys::name_of_readers("{doc}:relock:rw:readers").as_deref(),
+      Some("doc")
+    );
+    assert_eq!(RwKeys::name_of_readers("{doc}:relock:rw:writers"), None);
+    assert_eq!(
+      RwKeys::name_of_readers("doc:relock:rw:readers"),
+      None,
+      "an untagged base is never a side key"
+    );
+    let [wrapped, tagged] = RwKeys::readers_patterns("docs:*");
+    assert_eq!(wrapped, "{docs:*}:relock:rw:readers");
+    assert_eq!(tagged, "docs:*:relock:rw:readers");
   }
 }
