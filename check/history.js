@@ -25,7 +25,7 @@ const HANDLE_KINDS = new Set(['acquire', 'acquire-fair', 'using', 'using-nested'
 // Grants that others may share: readers with readers, holders of permits up to the permits.
 const SHARED_KINDS = new Set(['rw-read', 'semaphore'])
 const TRANSPORT_CODES = new Set(['ERR_RELOCK_TIMEOUT', 'ERR_RELOCK_CONNECTION', 'ERR_RELOCK_NO_QUORUM', 'ERR_RELOCK_CLOSED'])
-const BOUNDED_OPS = new Set(['lock', 'lockWithValidity', 'unlock', 'extend', 'release', 'inspect', 'close'])
+const BOUNDED_OPS = new Set(['lock', 'lockWithValidity', 'lock-multi', 'unlock', 'extend', 'release', 'inspect', 'close'])
 
 const processOf = (who) => who.replace(/t\d+$/, '')
 const quorum = (hosts) => Math.floor(hosts / 2) + 1
@@ -146,7 +146,7 @@ function windows(h) {
 
 /** A multi-key grant counts as one grant of each of its keys, with that key's fence. */
 function perKey(g) {
-  if (g.kind !== 'multi' || !g.keys) return [g]
+  if (!g.keys) return [g]
   return g.keys.map((key, index) => ({ ...g, key, fence: g.fences[index] }))
 }
 

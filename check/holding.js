@@ -49,16 +49,16 @@ class Holding {
    * that on a host that keeps its data, since every SET was sent after the call started.
    * A plain lock reports no validity, so its holder counts on ttl − drift from the call start.
    */
-  plainGrant({ kind, topology, key, token, cid, callStart, ttl, validity }) {
+  plainGrant({ kind, topology, key, token, cid, callStart, ttl, validity, extra = {} }) {
     const start = now()
     const safeUntil = callStart + ttl - (ttl * DRIFT_FACTOR + 2)
     const windowEnd = validity == null ? safeUntil : Math.min(start + validity, callStart + ttl)
     const grant = {
-      gid: `${this.recorder.who}#${++this.#nextGrantId}`, kind, topology, key, token, fence: null, start, windowEnd,
+      gid: `${this.recorder.who}#${++this.#nextGrantId}`, kind, topology, key, token, fence: null, ...extra, start, windowEnd,
       lastValidAt: null, invalidAt: null, releasing: false,
       isValid: () => now() < grant.windowEnd, remaining: () => Math.max(0, grant.windowEnd - now()),
     }
-    this.#record('grant', { gid: grant.gid, cid, kind, topology, key, token, fence: null, start, callStart, ttl, validity, windowEnd })
+    this.#record('grant', { gid: grant.gid, cid, kind, topology, key, token, fence: null, start, callStart, ttl, validity, windowEnd, ...extra })
     return grant
   }
 

@@ -107,13 +107,7 @@ async function primitiveScenario(ctx, kind) {
     extra = { permits, limit: SEMAPHORE_PERMITS }
     take = (given) => client.semaphore(key, { permits: SEMAPHORE_PERMITS }).acquire({ ...given, permits })
   } else {
-    // Two or three of the lock keys, in a random order.
-    const keys = [...ctx.topology.keys]
-    for (let i = keys.length - 1; i > 0; i--) {
-      const j = rng.int(0, i)
-      ;[keys[i], keys[j]] = [keys[j], keys[i]]
-    }
-    keys.length = rng.int(2, keys.length)
+    const keys = someLockKeys(ctx)
     key = keys.join(', ')
     take = (given) => client.acquire(keys, given)
   }
@@ -268,19 +262,36 @@ async function checkScope(ctx, key, scope, phase, releaseOk, variant) {
 }
 
 /** lock / lockWithValidity, sometimes extended, then unlock. */
-async function plainScenario(ctx, withValidity) {
+/** Two or more of the topology's lock keys, in a random order. */
+function someLockKeys({ rng, topology }) {
+  const keys = [...topology.keys]
+  for (let i = keys.length - 1; i > 0; i--) {
+    const j = rng.int(0, i)
+    ;[keys[i], keys[j]] = [keys[j], keys[i]]
+  }
+  keys.length = rng.int(2, keys.length)
+  return keys
+}
+
+// `lock`, `lockWithValidity`, or `lock` over several keys at once (`lock-multi`, which hands
+// out a token and no fences).
+async function plainScenario(ctx, op) {
   const { rng, holding, client, recorder } = ctx
-  const key = rng.pick(ctx.topology.keys)
+  const keys = op === 'lock-multi' ? someLockKeys(ctx) : null
+  const key = keys ? keys.join(', ') : rng.pick(ctx.topology.keys)
+  const target = keys ?? key
   const ttl = pickTtl(rng)
   const cid = `${recorder.who}/c${++nextCallId}`
   const callStart = now()
-  const op = withValidity ? 'lockWithValidity' : 'lock'
-  const result = await timed(ctx, op, { cid, key, ttl }, () => (withValidity ? client.lockWithValidity(key, ttl) : client.lock(key, ttl)))
+  const withValidity = op === 'lockWithValidity'
+  const result = await timed(ctx, op, { cid, key, ttl }, () => (withValidity ? client.lockWithValidity(key, ttl) : client.lock(target, ttl)))
   if (!result.ok || result.value === null) return
   const token = withValidity ? result.value.token : result.value
-  const grant = holding.plainGrant({ kind: op, topology: ctx.topology.name, key, token, cid, callStart, ttl, validity: withValidity ? result.value.validity : null })
-  await holding.criticalSection(grant, ttl, ctx)
-  if (rng.chance(0.3) && grant.isValid()) {
+  const extra = keys ? { keys, fences: keys.map(() => null) } : {}
+  const grant = holding.plainGrant({ kind: op, topology: ctx.topology.name, key, token, cid, callStart, ttl, validity: withValidity ? result.value.validity : null, extra })
+  if (keys) await holding.multiSection(grant, ttl, ctx)
+  else await holding.criticalSection(grant, ttl, ctx)
+  if (!keys && rng.chance(0.3) && grant.isValid()) {
     const extendStart = now()
     const extended = await timed(ctx, 'extend', { gid: grant.gid, key }, () => client.extend(key, token, ttl))
     if (extended.ok && extended.value === true) {
@@ -291,7 +302,7 @@ async function plainScenario(ctx, withValidity) {
     }
   }
   holding.letGo(grant)
-  const unlocked = await timed(ctx, 'unlock', { gid: grant.gid, key }, () => client.unlock(key, token))
+  const unlocked = await timed(ctx, 'unlock', { gid: grant.gid, key }, () => client.unlock(target, token))
   recorder.record('release', { gid: grant.gid, ok: unlocked.ok, value: unlocked.ok ? unlocked.value : null })
 }
 
@@ -320,7 +331,7 @@ function scenarioWeights(topology) {
     ['using', 2], ['using-nested', 1.5], ['using-nested-no-await', 1.5], ['using-throws', 0.7], ['using-leaked-inner', 0.3], ['using-timer-work', 1],
     ['lock', 2.5], ['lockWithValidity', 2], ['operator', 0.15],
     // One host only: read-write locks, semaphores, multi-key locks.
-    ...(topology === 'one' ? [['rw-read', 2], ['rw-write', 1.5], ['semaphore', 2], ['multi', 3]] : []),
+    ...(topology === 'one' ? [['rw-read', 2], ['rw-write', 1.5], ['semaphore', 2], ['multi', 3], ['lock-multi', 1.5]] : []),
   ]
 }
 
@@ -334,8 +345,10 @@ function runScenario(ctx, name) {
     case 'using-throws': return usingScenario(ctx, 'throws')
     case 'using-leaked-inner': return usingScenario(ctx, 'leaked-inner')
     case 'using-timer-work': return usingScenario(ctx, 'timer-work')
-    case 'lock': return plainScenario(ctx, false)
-    case 'lockWithValidity': return plainScenario(ctx, true)
+    case 'lock':
+    case 'lockWithValidity':
+    case 'lock-multi':
+      return plainScenario(ctx, name)
     case 'operator': return operatorScenario(ctx)
     case 'rw-read':
     case 'rw-write':

@@ -31,6 +31,7 @@ use crate::mutex::Lease;
 use crate::validate;
 
 static ACQUIRE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("scripts/acquire.lua")));
+static LOCK: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("scripts/lock.lua")));
 static EXTEND: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("scripts/extend.lua")));
 
 /// The fences of every key, in the order taken, and until when the lease is safe.
@@ -118,7 +119,7 @@ impl MultiLock {
     self.engine.ensure_open()?;
     self.host()?;
     let token = new_token();
-    let outcome = match self.try_acquire(&set, &token, ttl_ms).await {
+    let outcome = match self.try_acquire(&set, &token, ttl_ms, Take::Plain).await {
       Ok(Attempt::Taken((_, valid_until))) => Ok(Some(Lease { token, valid_until })),
       Ok(Attempt::Busy(_) | Attempt::BusyOn(..)) => Ok(None),
       Err(error) => {
@@ -220,7 +221,7 @@ impl MultiLock {
         cancel,
         options.wait,
         &first_channel,
-        || multi.try_acquire(&set, &token, options.lease_ms()),
+        || multi.try_acquire(&set, &token, options.lease_ms(), Take::Fenced),
         clean_up,
       )
       .await?;
@@ -299,19 +300,23 @@ impl MultiLock {
     set: &'a KeySet,
     token: &'a str,
     lease_ms: u64,
+    take: Take,
   ) -> BoxFuture<'a, Result<Attempt<Taken>>> {
     Box::pin(async move {
       let host = self.host()?;
       let sent = Instant::now();
       let mut fences = Vec::new();
       for (index, group) in set.groups.iter().enumerate() {
-        let keys = acquire_keys(group);
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let reply: Vec<i64> = host
-          .eval(ACQUIRE.script(), &keys, &[&token, &lease_ms])
-          .await?;
+        let call = take.call(group, token, lease_ms);
+        let keys: Vec<&str> = call.keys.iter().map(String::as_str).collect();
+        let args: Vec<&dyn ToRedisArgsRef> = call
+          .args
+          .iter()
+          .map(|arg| arg as &dyn ToRedisArgsRef)
+          .collect();
+        let reply: Vec<i64> = host.eval(call.lua.script(), &keys, &args).await?;
         match reply.as_slice() {
-          [1, taken @ ..] if taken.len() == group.len() => fences.extend_from_slice(taken),
+          [1, taken @ ..] if taken.len() == take.fences(group) => fences.extend_from_slice(taken),
           [0, busy_index, holder_ttl_ms] => {
             if index > 0 {
               self.release_groups(&set.groups[..index], token).await?;
@@ -447,12 +452,41 @@ impl Renewal for MultiHold {
   }
 }
 
-/// The keys of one slot group with their fence counters, as the acquire script takes them.
-fn acquire_keys(group: &[LockKeys]) -> Vec<String> {
-  group
-    .iter()
-    .flat_map(|keys| [keys.lock.clone(), keys.fence.clone()])
-    .collect()
+/// What taking one slot group hands out besides the token: a fence per key (a handle's
+/// grant), or nothing (`lock`, which gives a token only, as a single key's `lock` does).
+#[derive(Debug, Clone, Copy)]
+enum Take {
+  Fenced,
+  Plain,
+}
+
+impl Take {
+  fn call(self, group: &[LockKeys], token: &str, lease_ms: u64) -> ScriptCall {
+    let args = vec![token.to_owned(), lease_ms.to_string()];
+    match self {
+      Take::Fenced => ScriptCall {
+        lua: &ACQUIRE,
+        keys: group
+          .iter()
+          .flat_map(|keys| [keys.lock.clone(), keys.fence.clone()])
+          .collect(),
+        args,
+      },
+      Take::Plain => ScriptCall {
+        lua: &LOCK,
+        keys: group.iter().map(|keys| keys.lock.clone()).collect(),
+        args,
+      },
+    }
+  }
+
+  /// How many fences a grant of `group` carries.
+  fn fences(self, group: &[LockKeys]) -> usize {
+    match self {
+      Take::Fenced => group.len(),
+      Take::Plain => 0,
+    }
+  }
 }
 
 /// A `lock` on the event loop's sockets (keys in one slot group).
@@ -465,11 +499,7 @@ struct LockCall {
 
 impl OneCall for LockCall {
   fn call(&self) -> ScriptCall {
-    ScriptCall {
-      lua: &ACQUIRE,
-      keys: acquire_keys(&self.set.groups[0]),
-      args: vec![self.token.clone(), self.ttl_ms.to_string()],
-    }
+    Take::Plain.call(&self.set.groups[0], &self.token, self.ttl_ms)
   }
 
   fn answer(&self, reply: &Reply, sent: Instant) -> Result<(Answer, bool)> {
@@ -547,11 +577,7 @@ struct FirstKeys {
 
 impl FirstAttempt for FirstKeys {
   fn call(&self) -> ScriptCall {
-    ScriptCall {
-      lua: &ACQUIRE,
-      keys: acquire_keys(&self.set.groups[0]),
-      args: vec![self.token.clone(), self.options.lease_ms().to_string()],
-    }
+    Take::Fenced.call(&self.set.groups[0], &self.token, self.options.lease_ms())
   }
 
   fn decide(self: Box<Self>, reply: &Reply, sent: Instant) -> Result<Option<Arc<HeldLock>>> {

@@ -181,6 +181,7 @@ mod tests {
       include_str!("../rwlock/scripts/live_readers.lua"),
       include_str!("../multikey/scripts/acquire.lua"),
       include_str!("../multikey/scripts/extend.lua"),
+      include_str!("../multikey/scripts/lock.lua"),
     ] {
       for line in source
         .lines()

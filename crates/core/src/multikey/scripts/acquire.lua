@@ -4,15 +4,19 @@
 -- earlier attempt of the same wait, keeps its fence), else {0, index of the first held key
 -- (1-based), its holder's remaining ttl in ms}.
 local count = #KEYS / 2
+local mine = {}
 for i = 1, count do
   local holder = redis.call('GET', KEYS[2 * i - 1])
-  if holder and holder ~= ARGV[1] then
-    return {0, i, redis.call('PTTL', KEYS[2 * i - 1])}
+  if holder then
+    if holder ~= ARGV[1] then
+      return {0, i, redis.call('PTTL', KEYS[2 * i - 1])}
+    end
+    mine[i] = true
   end
 end
 local taken = {1}
 for i = 1, count do
-  if redis.call('GET', KEYS[2 * i - 1]) == ARGV[1] then
+  if mine[i] then
     redis.call('PEXPIRE', KEYS[2 * i - 1], ARGV[2])
     table.insert(taken, tonumber(redis.call('GET', KEYS[2 * i]) or '0'))
   else
