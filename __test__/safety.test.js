@@ -478,3 +478,26 @@ test('a fair waiter that died just before a release blocks the next waiter for i
     }
   })
 })
+
+// 10. `{x}` (x without a tag of its own) hashes to the same slot as `x`, and relock keeps the
+// side keys of both under `{x}`. A release of `x` hands the lock to the head of x's fair queue:
+// a waiter for `{x}` must never be that head.
+test('a fair waiter for {k} is never handed k, whose side keys share its hash tag', async () => {
+  await withServer(async (server) => {
+    const locks = new Redlock(server.url, FAST)
+    try {
+      const braced = await locks.acquire('{edge}', { ttl: 10_000 })
+      const plain = await locks.acquire('edge', { ttl: 10_000 })
+      const waiter = locks.acquire('{edge}', { ttl: 10_000, fair: true, waitTimeout: 1500 }).catch((error) => error)
+      await sleep(200) // queued
+      await plain.release()
+      const outcome = await waiter
+      assert.equal(outcome.code, 'ERR_RELOCK_WAIT_TIMEOUT', `a second holder of '{edge}' while the first still held it: ${outcome}`)
+      assert.equal(braced.isValid(), true)
+      assert.equal(server.cli('EXISTS', 'edge'), '0', "'edge' was left held for a waiter that never asked for it")
+      await braced.release()
+    } finally {
+      await locks.close()
+    }
+  })
+})

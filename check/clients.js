@@ -45,8 +45,9 @@ class ClientPool {
 
   block(proc, thread, ms) {
     const { child } = this.slots[proc]
-    if (!child || child.exitedAt !== null) return false
-    child.send({ cmd: 'block', thread, ms })
+    if (!child || child.exitedAt !== null || child.killedOnPurpose) return false
+    // A process can die before its exit is seen here: the send then fails, and that is all.
+    child.send({ cmd: 'block', thread, ms }, () => {})
     return true
   }
 
@@ -73,7 +74,7 @@ class ClientPool {
       const { child } = slot
       if (!child || child.exitedAt !== null) return
       child.stoppedOnPurpose = true
-      child.send({ cmd: 'stop' })
+      child.send({ cmd: 'stop' }, () => {})
       const timer = setTimeout(() => {
         this.recorder.record('client-exit', { process: `p${slot.child === child ? this.slots.indexOf(slot) : '?'}g${slot.generation}`, t: now(), code: null, signal: 'SIGKILL', reason: `did not stop within ${graceMs} ms` })
         child.kill('SIGKILL')

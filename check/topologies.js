@@ -16,8 +16,11 @@ const TOPOLOGIES = [
 ]
 const KEYS_PER_TOPOLOGY = 3
 
+// `{lk:…:0}` hashes like `lk:…:0` and relock keeps the side keys of both under one tag: a lock
+// of one must never be handed to a waiter of the other.
 function lockKeys(topology) {
-  return Array.from({ length: KEYS_PER_TOPOLOGY }, (_, i) => `lk:${topology}:${i}`)
+  const keys = Array.from({ length: KEYS_PER_TOPOLOGY }, (_, i) => `lk:${topology}:${i}`)
+  return [...keys, `{${keys[0]}}`]
 }
 
 // Read-write locks and semaphores need one host: only the single-host topology has them.
@@ -33,7 +36,7 @@ function semaphoreKeys(topology) {
 const SEMAPHORE_PERMITS = 3
 
 // A write-locked read-write lock is a plain lock too, and list() finds semaphores as well.
-const isLockKey = (key) => /^(lk|rw|sem):[a-z0-9]+:\d+$/.test(key)
+const isLockKey = (key) => /^(lk|rw|sem):[a-z0-9]+:\d+$|^\{lk:[a-z0-9]+:\d+\}$/.test(key)
 
 // Application data of other types that the lock library must never touch.
 const APP_KEYS = [

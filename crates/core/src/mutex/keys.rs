@@ -64,10 +64,15 @@ pub struct LockKeys {
 impl LockKeys {
   pub fn new(key: &str) -> LockKeys {
     let base = slot_preserving_base(key);
+    // `{x}`, with no tag inside, has the base of `x`. A release hands the lock to the head of
+    // the key's fair queue, so the two must never share a queue: `{x}` gets its own. Sharing
+    // the fence counter and the channel is safe (fences still only grow; a hand-over message
+    // names the waiter's token, and only a queue of the key's own hands over).
+    let own = own_suffix(key);
     LockKeys {
       lock: key.to_owned(),
-      queue: format!("{base}:relock:queue"),
-      waiters: format!("{base}:relock:waiters"),
+      queue: format!("{base}:relock:queue{own}"),
+      waiters: format!("{base}:relock:waiters{own}"),
       fence: format!("{base}:relock:fence"),
       channel: format!("{base}:relock:released"),
     }
@@ -75,6 +80,7 @@ impl LockKeys {
 
   /// True for the side keys relock keeps next to lock keys.
   pub fn is_side_key(key: &str) -> bool {
+    let key = key.strip_suffix(OWN).unwrap_or(key);
     [":relock:queue", ":relock:waiters", ":relock:fence"]
       .iter()
       .any(|suffix| key.ends_with(suffix))
@@ -129,6 +135,28 @@ pub(crate) fn slot_preserving_base(key: &str) -> String {
   }
 }
 
+/// Ends the names of side keys that a key `{x}` must not share with `x` (no side key name of
+/// any other key ends so).
+pub(crate) const OWN: &str = ":own";
+
+/// What the side keys of `key` that hold state of its own end with: `OWN` for `{x}` (whose
+/// base is that of `x`), else nothing.
+pub(crate) fn own_suffix(key: &str) -> &'static str {
+  if braced_alone(key) {
+    OWN
+  } else {
+    ""
+  }
+}
+
+/// True for `{x}` where `x` has no tag of its own: its base is the one `x` gets by wrapping.
+fn braced_alone(key: &str) -> bool {
+  key
+    .strip_prefix('{')
+    .and_then(|rest| rest.strip_suffix('}'))
+    .is_some_and(|inner| !has_hash_tag(inner) && has_hash_tag(key))
+}
+
 pub(crate) fn has_hash_tag(key: &str) -> bool {
   match key.find('{') {
     Some(open) => matches!(key[open + 1..].find('}'), Some(length) if length > 0),
@@ -153,6 +181,22 @@ mod tests {
 
     // An empty tag does not count: the whole key is hashed, so it is wrapped.
     assert_eq!(LockKeys::new("a{}b").waiters, "{a{}b}:relock:waiters");
+  }
+
+  #[test]
+  fn a_braced_key_has_a_fair_queue_of_its_own() {
+    // `{x}` and `x` share a base (and so the fence counter and the channel), never a queue.
+    for (plain, braced) in [("edge", "{edge}"), ("{}", "{{}}"), ("a}", "{a}}")] {
+      let (plain, braced) = (LockKeys::new(plain), LockKeys::new(braced));
+      assert_eq!(plain.fence, braced.fence);
+      assert_ne!(plain.queue, braced.queue);
+      assert_ne!(plain.waiters, braced.waiters);
+      assert!(LockKeys::is_side_key(&braced.queue) && LockKeys::is_side_key(&braced.waiters));
+    }
+    assert_eq!(LockKeys::new("{edge}").queue, "{edge}:relock:queue:own");
+    // A key with a tag and more around it has a base no wrapped key can have.
+    assert_eq!(LockKeys::new("{7}:order").queue, "{7}:order:relock:queue");
+    assert_eq!(LockKeys::new("{a{b}c}").queue, "{a{b}c}:relock:queue");
   }
 
   #[test]

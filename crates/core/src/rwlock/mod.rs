@@ -23,7 +23,7 @@ use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mutex::acquire::{AcquireOptions, FAIR_LIVENESS};
-use crate::mutex::keys::{has_hash_tag, LockKeys};
+use crate::mutex::keys::{has_hash_tag, own_suffix, LockKeys, OWN};
 use crate::validate;
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");
@@ -81,10 +81,11 @@ impl RwKeys {
 
   pub fn new(key: &str) -> RwKeys {
     let shared = LockKeys::new(key);
+    let own = own_suffix(key);
     let side = |name: &str| {
       shared
         .fence
-        .replace(":relock:fence", &format!(":relock:rw:{name}"))
+        .replace(":relock:fence", &format!(":relock:rw:{name}{own}"))
     };
     RwKeys {
       readers: side("readers"),
@@ -100,25 +101,26 @@ impl RwKeys {
 
   /// SCAN MATCH patterns that find the readers' keys of the read-write locks whose names
   /// match `pattern` (a glob): a name without a hash tag has its side keys under `{name}`, one
-  /// with a tag under the name itself.
-  pub fn readers_patterns(pattern: &str) -> [String; 2] {
+  /// with a tag under the name itself (and a name `{x}` ends them with its own suffix).
+  pub fn readers_patterns(pattern: &str) -> [String; 3] {
     [
       format!("{{{pattern}}}{}", Self::READERS_SUFFIX),
       format!("{pattern}{}", Self::READERS_SUFFIX),
+      format!("{pattern}{}{}", Self::READERS_SUFFIX, OWN),
     ]
   }
 
-  /// The name of the lock whose readers' key is `readers`, if it is one. The side keys of a
-  /// name `{x}` are those of `x` as well; the name without a tag is the one given back.
+  /// The name of the lock whose readers' key is `readers`, if it is one.
   pub fn name_of_readers(readers: &str) -> Option<String> {
-    let base = readers.strip_suffix(Self::READERS_SUFFIX)?;
-    let name = match base
+    let (base, braced) = match readers.strip_suffix(OWN) {
+      Some(rest) => (rest.strip_suffix(Self::READERS_SUFFIX)?, true),
+      None => (readers.strip_suffix(Self::READERS_SUFFIX)?, false),
+    };
+    let unwrapped = base
       .strip_prefix('{')
       .and_then(|rest| rest.strip_suffix('}'))
-    {
-      Some(inner) if !has_hash_tag(inner) => inner,
-      _ => base,
-    };
+      .filter(|inner| !braced && !has_hash_tag(inner));
+    let name = unwrapped.unwrap_or(base);
     (RwKeys::new(name).readers == readers).then(|| name.to_owned())
   }
 
@@ -624,7 +626,16 @@ mod tests {
 
   #[test]
   fn a_readers_key_names_its_lock() {
-    for name in ["doc", "shop{7}:page", "{a{b}c}", "a{}b", "p:{x}"] {
+    for name in [
+      "doc",
+      "{doc}",
+      "shop{7}:page",
+      "{a{b}c}",
+      "a{}b",
+      "p:{x}",
+      "{}",
+      "{{}}",
+    ] {
       let readers = RwKeys::new(name).readers;
       assert_eq!(
         RwKeys::name_of_readers(&readers).as_deref(),
@@ -632,7 +643,7 @@ mod tests {
         "{readers}"
       );
     }
-    // `{doc}` keeps the side keys of `doc`: the name without the tag is given.
+    // `doc` and `{doc}` share a base, never their readers.
     assert_eq!(
       RwKeys::name_of_readers("{doc}:relock:rw:readers").as_deref(),
       Some("doc")
@@ -643,8 +654,13 @@ mod tests {
       None,
       "an untagged base is never a side key"
     );
-    let [wrapped, tagged] = RwKeys::readers_patterns("docs:*");
+    assert_eq!(
+      RwKeys::name_of_readers("{doc}:relock:rw:readers:own").as_deref(),
+      Some("{doc}")
+    );
+    let [wrapped, tagged, braced] = RwKeys::readers_patterns("docs:*");
     assert_eq!(wrapped, "{docs:*}:relock:rw:readers");
     assert_eq!(tagged, "docs:*:relock:rw:readers");
+    assert_eq!(braced, "docs:*:relock:rw:readers:own");
   }
 }

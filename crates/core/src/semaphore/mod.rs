@@ -26,7 +26,7 @@ use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mutex::acquire::{AcquireOptions, FAIR_LIVENESS};
-use crate::mutex::keys::slot_preserving_base;
+use crate::mutex::keys::{own_suffix, slot_preserving_base};
 use crate::validate;
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");
@@ -60,7 +60,8 @@ pub struct SemaphoreKeys {
 impl SemaphoreKeys {
   pub fn new(key: &str) -> SemaphoreKeys {
     let base = slot_preserving_base(key);
-    let side = |name: &str| format!("{base}:relock:semaphore:{name}");
+    let own = own_suffix(key);
+    let side = |name: &str| format!("{base}:relock:semaphore:{name}{own}");
     SemaphoreKeys {
       leases: key.to_owned(),
       held: side("held"),
