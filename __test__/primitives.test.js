@@ -165,6 +165,15 @@ test('operators see a read-write lock held by readers only: list finds it, inspe
   assert.equal((await locks.inspect('docs:gone'))[0].readers, 0)
   await Promise.all([...readers, writer].map((hold) => hold.release()))
   assert.deepEqual([...(await locks.list('docs:*'))], [])
+
+  // Each name once, and only names the pattern matches (`{x}` keeps readers of its own).
+  server.cli('FLUSHALL')
+  const held = await Promise.all(['a', 'b', '{c}', '{a}'].map((name) => locks.rwlock(name).read()))
+  assert.deepEqual([...(await locks.list('*', { limit: 4 }))].sort(), ['a', 'b', '{a}', '{c}'])
+  assert.deepEqual([...(await locks.list('?a?'))], ['{a}'])
+  assert.deepEqual([...(await locks.list('{*'))].sort(), ['{a}', '{c}'])
+  assert.equal((await locks.inspect('{a}'))[0].readers, 1)
+  await Promise.all(held.map((hold) => hold.release()))
 })
 
 test('a SIGKILLed holder of permits or of a read lock frees them within its ttl', async () => {

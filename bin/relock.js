@@ -71,8 +71,9 @@ const ms = (value) => (value === null || value === undefined ? '-' : `${value} m
 const holderOf = (state) => {
   if (state.error) return `(unreachable: ${state.error.code})`
   if (state.semaphore) return '(a semaphore: relock semaphore <key>)'
+  if (state.holder) return state.holder
   if (state.readers > 0) return `(${state.readers} reader${state.readers === 1 ? '' : 's'}: relock rwlock <key>)`
-  return state.holder ?? (state.foreign ? '(not a relock lock)' : '(free)')
+  return state.foreign ? '(not a relock lock)' : '(free)'
 }
 
 // Hosts that could not be asked are marked in the output and make the command exit 1, after

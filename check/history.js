@@ -471,7 +471,7 @@ function checkDeadFairWaiter(h) {
   const fairStarts = h.records.filter((r) => r.type === 'call-start' && r.fair)
   const bound = B.FAIR_LIVENESS_MS + B.FAIR_SLACK_MS
   const releases = h.records.filter((r) => r.type === 'call' && r.op === 'release' && r.ok && r.value === true && h.grants.get(r.gid))
-  const grantsByKey = groupBy([...h.grants.values()], (g) => `${g.topology}/${g.key}`)
+  const grantsByKey = groupBy([...h.grants.values()].flatMap(perKey), (g) => `${g.topology}/${g.key}`)
   for (const r of h.records) {
     if (r.type === 'probe' && r.promise === 9 && (r.took > r.bound || r.outcome !== r.expected)) {
       out.violations.push({ promise: 9, topology: r.topology, key: r.key, summary: `probe "${r.name}": ${r.outcome} after ${Math.round(r.took)} ms (bound ${r.bound} ms)` })

@@ -70,11 +70,11 @@ async function sampleCommands(topologies, connections, recorder) {
 }
 
 async function recordFinalHolders(topologies, recorder, phase) {
-  for (const { name, hosts, keys, rwKeys, semaphoreKeys } of topologies) {
+  for (const { name, hosts, keys, rwKeys, semaphoreKeys, multiKeys } of topologies) {
     for (const [index, host] of hosts.entries()) {
       const record = (key, token, pttl, error) => recorder.record('final-holder', { topology: name, host: index, key, token, pttl, phase, t: now(), ...(error ? { error } : {}) })
       // Plain locks and write-locked read-write locks: the key's token.
-      for (const key of [...keys, ...rwKeys]) {
+      for (const key of [...keys, ...multiKeys, ...rwKeys]) {
         try {
           record(key, await respOnce(host.port, ['GET', key]), await respOnce(host.port, ['PTTL', key]))
         } catch (error) {
@@ -83,7 +83,9 @@ async function recordFinalHolders(topologies, recorder, phase) {
       }
       // Readers and holders of permits: every token in the sorted set of leases, with its time
       // left (leases that ran out count as gone, as the next call reclaims them).
-      const leaseSets = [...rwKeys.map((key) => [key, `{${key}}:relock:rw:readers`]), ...semaphoreKeys.map((key) => [key, key])]
+      // (`{x}` keeps its readers apart from those of `x`: their key ends in `:own`.)
+      const readersOf = (key) => (key.startsWith('{') ? `${key}:relock:rw:readers:own` : `{${key}}:relock:rw:readers`)
+      const leaseSets = [...rwKeys.map((key) => [key, readersOf(key)]), ...semaphoreKeys.map((key) => [key, key])]
       for (const [key, leases] of leaseSets) {
         try {
           const time = await respOnce(host.port, ['TIME'])

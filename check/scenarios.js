@@ -261,30 +261,37 @@ async function checkScope(ctx, key, scope, phase, releaseOk, variant) {
   ctx.recorder.record('scope-check', { topology: ctx.topology.name, key, phase, t, done: now(), variant, tokens: [...scope.tokens], held, unknown, validHandles, releaseOk })
 }
 
-/** lock / lockWithValidity, sometimes extended, then unlock. */
-/** Two or more of the topology's lock keys, in a random order. */
-function someLockKeys({ rng, topology }) {
-  const keys = [...topology.keys]
+/** Two or more (at most `most`) of the keys for multi-key locks, in a random order. */
+function someLockKeys({ rng, topology }, most = Infinity) {
+  const keys = [...(topology.multiKeys.length ? topology.multiKeys : topology.keys)]
   for (let i = keys.length - 1; i > 0; i--) {
     const j = rng.int(0, i)
     ;[keys[i], keys[j]] = [keys[j], keys[i]]
   }
-  keys.length = rng.int(2, keys.length)
+  keys.length = rng.int(2, Math.min(most, keys.length))
   return keys
 }
 
-// `lock`, `lockWithValidity`, or `lock` over several keys at once (`lock-multi`, which hands
-// out a token and no fences).
+// `lock` or `lockWithValidity`, sometimes extended, then unlock; or `lock` over several keys at
+// once (`lock-multi`: a token and no fences), tried a few times, as all of them are seldom free.
 async function plainScenario(ctx, op) {
   const { rng, holding, client, recorder } = ctx
-  const keys = op === 'lock-multi' ? someLockKeys(ctx) : null
-  const key = keys ? keys.join(', ') : rng.pick(ctx.topology.keys)
+  const keys = op === 'lock-multi' ? someLockKeys(ctx, 2) : null
+  const key = keys ? keys.join(', ') : rng.pick([...ctx.topology.keys, ...ctx.topology.multiKeys])
   const target = keys ?? key
   const ttl = pickTtl(rng)
-  const cid = `${recorder.who}/c${++nextCallId}`
-  const callStart = now()
   const withValidity = op === 'lockWithValidity'
-  const result = await timed(ctx, op, { cid, key, ttl }, () => (withValidity ? client.lockWithValidity(key, ttl) : client.lock(target, ttl)))
+  let attemptsLeft = keys ? 12 : 1
+  let cid
+  let callStart
+  let result
+  for (;;) {
+    cid = `${recorder.who}/c${++nextCallId}`
+    callStart = now()
+    result = await timed(ctx, op, { cid, key, ttl }, () => (withValidity ? client.lockWithValidity(key, ttl) : client.lock(target, ttl)))
+    if (!result.ok || result.value !== null || --attemptsLeft === 0 || ctx.stopping()) break
+    await sleep(rng.int(5, 30))
+  }
   if (!result.ok || result.value === null) return
   const token = withValidity ? result.value.token : result.value
   const extra = keys ? { keys, fences: keys.map(() => null) } : {}

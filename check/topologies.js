@@ -23,20 +23,27 @@ function lockKeys(topology) {
   return [...keys, `{${keys[0]}}`]
 }
 
-// Read-write locks and semaphores need one host: only the single-host topology has them.
+// Read-write locks and semaphores need one host: only the single-host topology has them (with
+// a braced twin each, as for locks).
 function readWriteKeys(topology) {
-  return topology === 'one' ? ['rw:one:0', 'rw:one:1'] : []
+  return topology === 'one' ? ['rw:one:0', 'rw:one:1', '{rw:one:0}'] : []
 }
 
 function semaphoreKeys(topology) {
-  return topology === 'one' ? ['sem:one:0'] : []
+  return topology === 'one' ? ['sem:one:0', '{sem:one:0}'] : []
+}
+
+// Keys that multi-key locks take together, shared with single-key `lock` but not with the fair
+// waiters, which keep the other keys held nearly all the time.
+function multiKeys(topology) {
+  return topology === 'one' ? ['lk:one:3', '{lk:one:3}', 'lk:one:4'] : []
 }
 
 // Semaphores of the checker have this many permits.
 const SEMAPHORE_PERMITS = 3
 
 // A write-locked read-write lock is a plain lock too, and list() finds semaphores as well.
-const isLockKey = (key) => /^(lk|rw|sem):[a-z0-9]+:\d+$|^\{lk:[a-z0-9]+:\d+\}$/.test(key)
+const isLockKey = (key) => /^(lk|rw|sem):[a-z0-9]+:\d+$|^\{(lk|rw|sem):[a-z0-9]+:\d+\}$/.test(key)
 
 // Application data of other types that the lock library must never touch.
 const APP_KEYS = [
@@ -74,18 +81,19 @@ async function startTopologies(debugCommand) {
       await writeAppKeys(host.port)
       hosts.push(host)
     }
-    topologies.push({ name, hosts, keys: lockKeys(name), rwKeys: readWriteKeys(name), semaphoreKeys: semaphoreKeys(name) })
+    topologies.push({ name, hosts, keys: lockKeys(name), rwKeys: readWriteKeys(name), semaphoreKeys: semaphoreKeys(name), multiKeys: multiKeys(name) })
   }
   return topologies
 }
 
 /** What a client process needs to know: where to connect, and the real ports for its checks. */
 function describeTopologies(topologies) {
-  return topologies.map(({ name, hosts, keys, rwKeys, semaphoreKeys }) => ({
+  return topologies.map(({ name, hosts, keys, rwKeys, semaphoreKeys, multiKeys }) => ({
     name,
     keys,
     rwKeys,
     semaphoreKeys,
+    multiKeys,
     urls: hosts.map((host) => host.proxy.url),
     ports: hosts.map((host) => host.port),
   }))

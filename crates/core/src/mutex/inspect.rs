@@ -182,11 +182,11 @@ impl Mutex {
         )
         .await?;
     }
-    for readers_pattern in RwKeys::readers_patterns(pattern) {
+    for (form, readers_pattern) in RwKeys::readers_patterns(pattern).iter().enumerate() {
       self
         .scan(
           host,
-          &readers_pattern,
+          readers_pattern,
           "zset",
           limit,
           &mut found,
@@ -194,6 +194,7 @@ impl Mutex {
             let named: Vec<(String, &str)> = keys
               .iter()
               .filter_map(|readers| Some((RwKeys::name_of_readers(readers)?, readers.as_str())))
+              .filter(|(name, _)| RwKeys::readers_in_form(name, form))
               .collect();
             if named.is_empty() {
               return Ok(Vec::new());
@@ -219,7 +220,7 @@ impl Mutex {
 
   /// SCANs `host` for keys of `key_type` matching `pattern` and adds what `keep` makes of
   /// each batch to `found`, until the scan ends or `found` has `limit` keys.
-  async fn scan<'a, F, Fut>(
+  async fn scan<F, Fut>(
     &self,
     host: &Host,
     pattern: &str,

@@ -23,7 +23,7 @@ use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mutex::acquire::{AcquireOptions, FAIR_LIVENESS};
-use crate::mutex::keys::{has_hash_tag, own_suffix, LockKeys, OWN};
+use crate::mutex::keys::{has_hash_tag, own_suffix, slot_preserving_base, LockKeys, OWN};
 use crate::validate;
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");
@@ -81,12 +81,9 @@ impl RwKeys {
 
   pub fn new(key: &str) -> RwKeys {
     let shared = LockKeys::new(key);
+    let base = slot_preserving_base(key);
     let own = own_suffix(key);
-    let side = |name: &str| {
-      shared
-        .fence
-        .replace(":relock:fence", &format!(":relock:rw:{name}{own}"))
-    };
+    let side = |name: &str| format!("{base}:relock:rw:{name}{own}");
     RwKeys {
       readers: side("readers"),
       writers: side("writers"),
@@ -99,15 +96,23 @@ impl RwKeys {
     }
   }
 
-  /// SCAN MATCH patterns that find the readers' keys of the read-write locks whose names
-  /// match `pattern` (a glob): a name without a hash tag has its side keys under `{name}`, one
-  /// with a tag under the name itself (and a name `{x}` ends them with its own suffix).
+  /// The forms a readers' key takes: a name without a hash tag has its side keys under
+  /// `{name}`, one with a tag under the name itself, and a name `{x}` ends them with its own
+  /// suffix. Applied to a glob, they are the SCAN MATCH patterns that find the readers' keys
+  /// of the locks whose names match it.
   pub fn readers_patterns(pattern: &str) -> [String; 3] {
     [
       format!("{{{pattern}}}{}", Self::READERS_SUFFIX),
       format!("{pattern}{}", Self::READERS_SUFFIX),
       format!("{pattern}{}{}", Self::READERS_SUFFIX, OWN),
     ]
+  }
+
+  /// True when the readers' key of `name` has the form of `readers_patterns(…)[form]`: only
+  /// then did that pattern match the name itself (another form can match the key of a name
+  /// the glob does not match).
+  pub fn readers_in_form(name: &str, form: usize) -> bool {
+    Self::readers_patterns(name).get(form) == Some(&RwKeys::new(name).readers)
   }
 
   /// The name of the lock whose readers' key is `readers`, if it is one.
@@ -658,6 +663,15 @@ mod tests {
       RwKeys::name_of_readers("{doc}:relock:rw:readers:own").as_deref(),
       Some("{doc}")
     );
+    for (name, form) in [("doc", 0), ("shop{7}:page", 1), ("{doc}", 2)] {
+      for other in 0..3 {
+        assert_eq!(
+          RwKeys::readers_in_form(name, other),
+          other == form,
+          "{name} {other}"
+        );
+      }
+    }
     let [wrapped, tagged, braced] = RwKeys::readers_patterns("docs:*");
     assert_eq!(wrapped, "{docs:*}:relock:rw:readers");
     assert_eq!(tagged, "docs:*:relock:rw:readers");

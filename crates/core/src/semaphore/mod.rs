@@ -60,16 +60,17 @@ pub struct SemaphoreKeys {
 impl SemaphoreKeys {
   pub fn new(key: &str) -> SemaphoreKeys {
     let base = slot_preserving_base(key);
-    let own = own_suffix(key);
-    let side = |name: &str| format!("{base}:relock:semaphore:{name}{own}");
+    let shared = |name: &str| format!("{base}:relock:semaphore:{name}");
+    // State of its own; `{x}` would share `x`'s otherwise (fence and channel may be shared).
+    let own = |name: &str| format!("{}{}", shared(name), own_suffix(key));
     SemaphoreKeys {
       leases: key.to_owned(),
-      held: side("held"),
-      queue: side("queue"),
-      liveness: side("liveness"),
-      arrivals: side("arrivals"),
-      fence: side("fence"),
-      channel: side("released"),
+      held: own("held"),
+      queue: own("queue"),
+      liveness: own("liveness"),
+      arrivals: own("arrivals"),
+      fence: shared("fence"),
+      channel: shared("released"),
     }
   }
 
