@@ -155,3 +155,45 @@ async fn cancel_and_timeout_end_a_wait_and_leave_the_queue() {
   assert_eq!(err.kind(), ErrorKind::WaitTimeout);
   assert!(client.gates().is_empty(), "the local line is gone");
 }
+
+/// `{e}` hashes like `e` and shares its side-key prefix: a release of `e` must never hand `e`
+/// to a fair waiter of `{e}` (which would then take itself for the holder of `{e}`).
+#[tokio::test]
+async fn a_release_of_a_key_never_serves_a_waiter_of_its_braced_twin() {
+  let server = RedisServer::start();
+  let client = client(&server);
+  let no_report = || Box::new(|_: &relock_core::Error| {}) as relock_core::LostCallback;
+  let braced = client
+    .acquire(
+      "{e}",
+      options(10_000, false),
+      CancellationToken::new(),
+      no_report(),
+    )
+    .await
+    .unwrap();
+  let plain = client
+    .acquire(
+      "e",
+      options(10_000, false),
+      CancellationToken::new(),
+      no_report(),
+    )
+    .await
+    .unwrap();
+  let mut waiting = options(10_000, true);
+  waiting.wait = Some(Duration::from_millis(1500));
+  let waiter =
+    tokio::spawn(client.begin_acquire("{e}", waiting, CancellationToken::new(), no_report()));
+  tokio::time::sleep(Duration::from_millis(200)).await;
+  assert!(plain.release().await.unwrap());
+  let outcome = waiter.await.unwrap();
+  assert_eq!(
+    outcome.map(|held| held.fence()).unwrap_err().kind(),
+    ErrorKind::WaitTimeout,
+    "a second holder of {{e}} beside the first"
+  );
+  assert!(braced.is_valid());
+  assert_eq!(server.cli(&["EXISTS", "e"]).unwrap().trim(), "0");
+  assert!(braced.release().await.unwrap());
+}
