@@ -501,3 +501,32 @@ test('a fair waiter for {k} is never handed k, whose side keys share its hash ta
     }
   })
 })
+
+// 11. A hold this client counts as lost when its renewals go unanswered may still be renewed on
+// Redis (the requests arrived, the replies did not). Its release still deletes the key where it
+// holds the token, so the scope that ends it leaves nothing behind.
+test('releasing a hold lost to unanswered renewals still deletes the key where it is ours', async () => {
+  await withServer(async (server) => {
+    const proxy = await Proxy.start(server.port)
+    const locks = new Redlock(proxy.url, { connectTimeout: 1000, commandTimeout: 1000 })
+    try {
+      const lock = await locks.acquire('unanswered', { ttl: 600 })
+      await sleep(300) // renewed once: the watchdog's connection is open
+      proxy.stall('down') // requests still arrive; no reply comes back
+      await new Promise((resolve) => lock.signal.addEventListener('abort', resolve, { once: true }))
+      assert.equal(lock.signal.reason.code, 'ERR_RELOCK_LOCK_LOST')
+      proxy.heal()
+      const left = Number(server.cli('PTTL', 'unanswered'))
+      assert.ok(left > 50, `a renewal that went unanswered reached Redis (${left} ms left)`)
+      const started = performance.now()
+      await assert.rejects(lock.release(), { code: 'ERR_RELOCK_LOCK_LOST' })
+      const after = Number(server.cli('PTTL', 'unanswered'))
+      assert.ok(performance.now() - started < left - 20, 'the release took longer than the key had left')
+      assert.equal(after, -2, `the key outlives the released hold by ${after} ms`)
+    } finally {
+      proxy.heal()
+      await locks.close()
+      await proxy.close()
+    }
+  })
+})

@@ -303,7 +303,14 @@ impl HeldLock {
         Phase::Released => return Release::Answered(Ok(false)),
         Phase::Lost => {
           state.phase = Phase::Released;
-          return Release::Answered(Err(state.lost.clone().expect("a lost lock has a reason")));
+          let reason = state.lost.clone().expect("a lost lock has a reason");
+          // Lost by this client's reckoning (a renewal whose answer never came, say) while a
+          // host may still keep the key under our token, renewed by a request that did arrive:
+          // release it all the same. The release touches the key only where it holds our token.
+          return match self.engine.ensure_open() {
+            Ok(()) => Release::Send(AfterRelease::Report(reason)),
+            Err(_) => Release::Answered(Err(reason)),
+          };
         }
         Phase::Held => state.phase = Phase::Released,
       }
