@@ -14,7 +14,6 @@ use futures_util::future::{join_all, BoxFuture};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::host::Host;
-use crate::engine::host::ToRedisArgsRef;
 use crate::engine::new_token;
 use crate::engine::resp::Reply;
 use crate::engine::script::{
@@ -307,14 +306,7 @@ impl MultiLock {
       let sent = Instant::now();
       let mut fences = Vec::new();
       for (index, group) in set.groups.iter().enumerate() {
-        let call = take.call(group, token, lease_ms);
-        let keys: Vec<&str> = call.keys.iter().map(String::as_str).collect();
-        let args: Vec<&dyn ToRedisArgsRef> = call
-          .args
-          .iter()
-          .map(|arg| arg as &dyn ToRedisArgsRef)
-          .collect();
-        let reply: Vec<i64> = host.eval(call.lua.script(), &keys, &args).await?;
+        let reply: Vec<i64> = host.run(&take.call(group, token, lease_ms)).await?;
         match reply.as_slice() {
           [1, taken @ ..] if taken.len() == take.fences(group) => fences.extend_from_slice(taken),
           [0, busy_index, holder_ttl_ms] => {
@@ -350,13 +342,7 @@ impl MultiLock {
     let released = join_all(groups.iter().map(|group| {
       let call = release_call(group, token, Wake::Waiters);
       async move {
-        let keys: Vec<&str> = call.keys.iter().map(String::as_str).collect();
-        let args: Vec<&dyn ToRedisArgsRef> = call
-          .args
-          .iter()
-          .map(|arg| arg as &dyn ToRedisArgsRef)
-          .collect();
-        let released: i64 = host.eval(call.lua.script(), &keys, &args).await?;
+        let released: i64 = host.run(&call).await?;
         Ok::<bool, Error>(released == group.len() as i64)
       }
     }))

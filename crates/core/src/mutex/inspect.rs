@@ -193,8 +193,9 @@ impl Mutex {
           |keys| async move {
             let named: Vec<(String, &str)> = keys
               .iter()
-              .filter_map(|readers| Some((RwKeys::name_of_readers(readers)?, readers.as_str())))
-              .filter(|(name, _)| RwKeys::readers_in_form(name, form))
+              .filter_map(|readers| {
+                Some((RwKeys::name_of_readers(readers, form)?, readers.as_str()))
+              })
               .collect();
             if named.is_empty() {
               return Ok(Vec::new());
@@ -213,8 +214,6 @@ impl Mutex {
         )
         .await?;
     }
-    found.sort();
-    found.dedup();
     Ok(found)
   }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use crate::engine::host::{Host, ToRedisArgsRef};
+use crate::engine::host::Host;
 use crate::engine::script::{Lua, ScriptCall};
 use crate::error::Result;
 
@@ -93,14 +93,9 @@ impl LockKeys {
 
   /// Runs the release script on `host`: 1 if `token` held the lock there and no longer does.
   pub async fn release_on(&self, host: &Host, token: &str, wake: Wake) -> Result<i64> {
-    let call = release_call(std::slice::from_ref(self), token, wake);
-    let args: Vec<&dyn ToRedisArgsRef> = call
-      .args
-      .iter()
-      .map(|arg| arg as &dyn ToRedisArgsRef)
-      .collect();
-    let keys: Vec<&str> = call.keys.iter().map(String::as_str).collect();
-    host.eval(RELEASE.script(), &keys, &args).await
+    host
+      .run(&release_call(std::slice::from_ref(self), token, wake))
+      .await
   }
 }
 
@@ -157,7 +152,7 @@ fn braced_alone(key: &str) -> bool {
     .is_some_and(|inner| !has_hash_tag(inner) && has_hash_tag(key))
 }
 
-pub(crate) fn has_hash_tag(key: &str) -> bool {
+fn has_hash_tag(key: &str) -> bool {
   match key.find('{') {
     Some(open) => matches!(key[open + 1..].find('}'), Some(length) if length > 0),
     None => false,

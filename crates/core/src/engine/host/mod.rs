@@ -21,6 +21,7 @@ use redis::{
   Client, ErrorKind as RedisKind, FromRedisValue, RedisError, Script, ServerErrorKind, ToRedisArgs,
 };
 
+use crate::engine::script::ScriptCall;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::{ClientOptions, LogCallback, LogLevel};
 use cluster::ClusterSource;
@@ -265,6 +266,17 @@ impl Host {
       Err(error) => Err(error),
     };
     self.observe(outcome)
+  }
+
+  /// Runs one script call (its keys and arguments as the event-loop path sends them).
+  pub async fn run<T: FromRedisValue>(&self, call: &ScriptCall) -> Result<T> {
+    let keys: Vec<&str> = call.keys.iter().map(String::as_str).collect();
+    let args: Vec<&dyn ToRedisArgsRef> = call
+      .args
+      .iter()
+      .map(|arg| arg as &dyn ToRedisArgsRef)
+      .collect();
+    self.eval(call.lua.script(), &keys, &args).await
   }
 
   /// Runs `script` by EVALSHA; redis-rs loads it and retries once when the server answers
