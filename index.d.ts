@@ -150,7 +150,7 @@ export declare class Lock {
   remainingMs(): number
   /** Renews the lease to `ttl` ms now; later renewals use the new ttl. */
   extend(ttl: number): Promise<void>
-  /** Releases the lock: true if this call released it, false if it was released before; rejects with `ERR_RELOCK_LOCK_LOST` if it had been lost. */
+  /** Releases the lock: true if this call released it, false if it was released before; rejects with `ERR_RELOCK_LOCK_LOST` if it had been lost (the key is still deleted wherever it holds the lock's token). */
   release(): Promise<boolean>
   [Symbol.asyncDispose](): Promise<void>
 }
@@ -347,7 +347,7 @@ export declare class Redlock extends EventEmitter {
   stats(): LockStats
   /** The state of `key` on every host: holder, remaining ttl, fence, fair queue. */
   inspect(key: string): Promise<LockInfo[]>
-  /** Lock and semaphore keys matching a glob pattern, found with SCAN (never KEYS); at most `limit` (default and cap 10000). */
+  /** Lock and semaphore keys, and read-write locks held by readers, matching a glob pattern, found with SCAN (never KEYS); at most `limit` (default and cap 10000). */
   list(pattern: string, options?: { limit?: number }): Promise<LockListing>
   /**
    * Releases `key` whoever holds it, as its holder would (a fair waiter next in line gets it). For
