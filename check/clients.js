@@ -54,7 +54,9 @@ class ClientPool {
   async kill(proc) {
     const slot = this.slots[proc]
     const child = slot.child
-    if (!child || child.exitedAt !== null) return false
+    // Killed already (by a fault still waiting for the exit): one kill, one replacement, or
+    // the second replacement would leave the first running, unknown to the pool, for ever.
+    if (!child || child.exitedAt !== null || child.killedOnPurpose) return false
     child.killedOnPurpose = true
     this.recorder.record('client-kill', { process: `p${proc}g${slot.generation}`, pid: child.pid, t: now() })
     child.kill('SIGKILL')
