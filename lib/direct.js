@@ -4,10 +4,16 @@
 // sockets, so that a call crosses no thread: the
 // native core turns calls into bytes and bytes into results synchronously (NativeDirect), and
 // this file only moves bytes between it and one socket per host, on the event loop. Requests
-// made in one turn of the event loop leave in one write per host; replies settle their promises
-// in the callback that read them.
+// made in one turn of the event loop leave together, in writes of at most BATCH_CALLS calls;
+// replies settle their promises in the callback that read them.
 
 const net = require('node:net')
+
+// Many loops answered in one read make their next calls in one turn. Sent in one write, Redis
+// would wait idle while the client builds the whole batch, and the client while Redis answers
+// it; sent a part at a time, both work at once (64 loops of lock + unlock: 1.7 times the
+// cycles). Smaller parts cost more writes than they gain.
+const BATCH_CALLS = 16
 
 class DirectDriver {
   #native
@@ -18,6 +24,7 @@ class DirectDriver {
   #busy = false
   #closed = false
   #turnQueued = false
+  #callsSinceTurn = 0
   #deadline = null
   #deadlineAt = Infinity
   #retries = new Set()
@@ -88,8 +95,13 @@ class DirectDriver {
     }
   }
 
-  // Calls made in this turn of the event loop go out together, after it.
+  // Calls made in this turn of the event loop go out together after it, or once BATCH_CALLS
+  // of them wait.
   #turnSoon() {
+    if (++this.#callsSinceTurn >= BATCH_CALLS) {
+      this.#turn()
+      return
+    }
     if (this.#turnQueued) return
     this.#turnQueued = true
     process.nextTick(this.#turnNow)
@@ -101,6 +113,7 @@ class DirectDriver {
   }
 
   #turn() {
+    this.#callsSinceTurn = 0
     const turn = this.#native.turn()
     const actions = turn[2]
     let at = 3

@@ -15,12 +15,14 @@ const heldInChain = new AsyncLocalStorage()
 // One native lock shared by the re-entrant handles of one async call chain; released when the
 // last handle is, or when the outermost `using` that took it ends, whatever handles are left.
 class Hold {
-  // `release()` and `extend(ttl)` run the native calls, through the client that took the lock.
-  constructor(native, notify, { release, extend }) {
+  // `release()` and `extend(ttl)` run the native calls, through the client that took the lock;
+  // `lostId` is what the client's completions report its loss under.
+  constructor(native, notify, { release, extend, lostId }) {
     this.native = native
     this.notify = notify
     this.release = release
     this.extend = extend
+    this.lostId = lostId
     this.count = 1
     // 'held', then 'releasing' once its release began, then 'ended'.
     this.state = 'held'
@@ -42,7 +44,10 @@ class Hold {
     }
     try {
       const released = await this.release()
-      if (released) this.notify('released', { key: this.native.key, fence: this.native.fence, heldMs: performance.now() - this.acquiredAt, closed: false })
+      if (released) {
+        const heldMs = performance.now() - this.acquiredAt
+        this.notify('released', () => ({ key: this.native.key, fence: this.native.fence, heldMs, closed: false }))
+      }
       return released
     } finally {
       this.state = 'ended'
@@ -136,7 +141,7 @@ class Lock {
       expectNumber('ttl', ttl)
       if (this.#released || this.#hold.state !== 'held') throw new RelockError('ERR_RELOCK_LOCK_LOST', `the lock on '${this.key}' was already released`)
       await this.#hold.extend(ttl)
-      this.#hold.notify('extended', { key: this.key, fence: this.fence, ttl })
+      this.#hold.notify('extended', () => ({ key: this.key, fence: this.fence, ttl }))
     })
   }
 

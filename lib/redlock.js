@@ -14,6 +14,8 @@ const { ReadWriteLock, ReadWriteHandle, Semaphore, PermitHandle } = require('./p
 const { DirectDriver } = require('./direct.js')
 
 const NOT_STARTED = Symbol('not started here')
+// The `ok` of a record of takeCompleted() that reports a lost lock.
+const LOST = 2
 const WAIT_OUTCOMES = { ERR_RELOCK_WAIT_TIMEOUT: 'timeout', ABORT_ERR: 'aborted', ERR_RELOCK_CLOSED: 'closed' }
 
 // Clients with calls in flight stay reachable until those calls settle, although the native
@@ -26,6 +28,9 @@ class Redlock extends EventEmitter {
   #metrics = null
   #calls = new Map()
   #nextCallId = 0
+  // What to do when the lock an acquire took is lost, by the loss id that acquire passed.
+  #lossHandlers = new Map()
+  #nextLostId = 0
   // lock, unlock and extend on Node's own sockets, when every host allows it.
   #direct = null
 
@@ -52,10 +57,11 @@ class Redlock extends EventEmitter {
   }
 
   // Emits an observability event; a listener that throws cannot break the lock's own work.
+  // `detail()` makes the event's object, only when someone listens.
   #notify = (event, detail) => {
     if (this.listenerCount(event) === 0) return
     try {
-      this.emit(event, detail)
+      this.emit(event, detail())
     } catch (error) {
       process.emitWarning(`relock: a '${event}' listener threw: ${error && error.message}`)
     }
@@ -65,7 +71,7 @@ class Redlock extends EventEmitter {
   // 'warn' policy. Listeners of 'replication' get it; without one it becomes a process warning.
   #noticed(info) {
     const error = errorFromRecord(info)
-    if (this.listenerCount('replication') > 0) this.#notify('replication', { error })
+    if (this.listenerCount('replication') > 0) this.#notify('replication', () => ({ error }))
     else process.emitWarning(`relock: ${error.message}`, 'RelockReplicationWarning')
   }
 
@@ -97,43 +103,55 @@ class Redlock extends EventEmitter {
   #startOn(target, method, args, started, notStarted = null) {
     return new Promise((resolve, reject) => {
       const id = (this.#nextCallId = (this.#nextCallId + 1) >>> 0)
+      // Registered first: a call can settle before `target[method]` returns (the sockets of the
+      // event loop send a full batch at once, and with it settle what has finished).
+      if (this.#calls.size === 0) clientsWithCallsInFlight.add(this)
+      this.#calls.set(id, { resolve, reject })
       let handle
       try {
         handle = target[method](id, ...args())
       } catch (error) {
+        this.#forget(id)
         reject(toRelockError(error))
         return
       }
       if (handle === false) {
         // Not started here (the direct first attempt of an acquire that must wait natively).
+        this.#forget(id)
         resolve(notStarted)
         return
       }
-      if (this.#calls.size === 0) clientsWithCallsInFlight.add(this)
-      this.#calls.set(id, { resolve, reject })
       started?.(handle)
     })
   }
 
   #settleCompleted() {
     const records = this.#native.takeCompleted()
-    for (let at = 0; at < records.length; at += 4) this.#settle(records[at], records[at + 1], records[at + 2], records[at + 3])
+    for (let at = 0; at < records.length; at += 4) {
+      if (records[at + 1] === LOST) this.#lossHandlers.get(records[at])?.(records[at + 2])
+      else this.#settle(records[at], records[at + 1], records[at + 2], records[at + 3])
+    }
   }
 
   // `value` is the result, or the failure as data when not `ok`; `extra` a lease's validity.
   #settle(id, ok, value, extra) {
     const call = this.#calls.get(id)
     if (!call) return // settled by close() already
-    this.#calls.delete(id)
-    if (this.#calls.size === 0) clientsWithCallsInFlight.delete(this)
+    this.#forget(id)
     if (!ok) call.reject(errorFromRecord(value))
     else if (extra !== undefined) call.resolve({ token: value, validity: extra })
     else call.resolve(value)
   }
 
+  #forget(id) {
+    this.#calls.delete(id)
+    if (this.#calls.size === 0) clientsWithCallsInFlight.delete(this)
+  }
+
   // A hold ends once: released, lost or closed.
   #endHold(hold, outcome) {
     if (!this.#holds.delete(hold)) return
+    this.#lossHandlers.delete(hold.lostId)
     this.#metrics?.holdEnded(hold.native.key, outcome, performance.now() - hold.acquiredAt)
   }
 
@@ -209,7 +227,7 @@ class Redlock extends EventEmitter {
       return this.#wait(key, options, {
         // The first attempt on the event loop's sockets when the hosts allow it; a key that is
         // not free is waited for by the native client.
-        begin: (config, onLost, signal, started) => this.#firstThenWait('acquire', [key], config, onLost, signal, started),
+        begin: (config, lostId, signal, started) => this.#firstThenWait('acquire', [key], config, lostId, signal, started),
       })
     })
   }
@@ -218,7 +236,7 @@ class Redlock extends EventEmitter {
     return call(() => {
       expectKeys(keys)
       return this.#wait(keys.join(', '), options, {
-        begin: (config, onLost, signal, started) => this.#firstThenWait('acquireMany', [keys], config, onLost, signal, started),
+        begin: (config, lostId, signal, started) => this.#firstThenWait('acquireMany', [keys], config, lostId, signal, started),
       })
     })
   }
@@ -233,7 +251,7 @@ class Redlock extends EventEmitter {
       acquire: (write, options) =>
         call(() =>
           this.#wait(key, expectOptions('options', options, ACQUIRE_OPTIONS), {
-            begin: (config, onLost, signal, started) => this.#firstThenWait('acquireReadWrite', [key, write], config, onLost, signal, started),
+            begin: (config, lostId, signal, started) => this.#firstThenWait('acquireReadWrite', [key, write], config, lostId, signal, started),
             handle: (hold) => new ReadWriteHandle(hold, write ? 'write' : 'read', (method) => this.#start(method, () => [hold.native])),
           }),
         ),
@@ -252,7 +270,7 @@ class Redlock extends EventEmitter {
         call(() => {
           const given = expectOptions('options', options, PERMITS_OPTIONS)
           return this.#wait(key, given, {
-            begin: (config, onLost, signal, started) => this.#firstThenWait('acquirePermits', [key, permits], config, onLost, signal, started),
+            begin: (config, lostId, signal, started) => this.#firstThenWait('acquirePermits', [key, permits], config, lostId, signal, started),
             handle: (hold) => new PermitHandle(hold, given?.permits ?? 1),
           })
         }),
@@ -263,13 +281,14 @@ class Redlock extends EventEmitter {
 
   // The first attempt on the event loop's sockets when the hosts allow it; what is not free
   // (or not eligible there) is waited for by the native client, with the same method.
-  async #firstThenWait(method, args, config, onLost, signal, started) {
-    const taken = this.#direct ? await this.#firstAttempt(method, args, config, onLost, signal) : null
-    return taken ?? (await this.#start(method, () => [...args, config, onLost], started))
+  async #firstThenWait(method, args, config, lostId, signal, started) {
+    const taken = this.#direct ? await this.#firstAttempt(method, args, config, lostId, signal) : null
+    return taken ?? (await this.#start(method, () => [...args, config, lostId], started))
   }
 
-  // Waits for a hold of any primitive: `begin(config, onLost, signal, started)` starts the wait
-  // and resolves to the native lock; `handle(hold)` makes the handle (a Lock by default).
+  // Waits for a hold of any primitive: `begin(config, lostId, signal, started)` starts the wait
+  // and resolves to the native lock, whose loss takeCompleted() reports under `lostId`;
+  // `handle(hold)` makes the handle (a Lock by default).
   async #wait(label, options, { begin, handle = (hold) => new Lock(hold) }) {
     const { signal, onLost, ...config } = options ?? {}
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('options.signal must be an AbortSignal')
@@ -277,13 +296,18 @@ class Redlock extends EventEmitter {
 
     let hold = null
     let request = null
+    // A loss reported before the hold was made (the lock lost while its acquire was answered).
+    let lostFirst = null
     const waitStarted = performance.now()
-    const onLostNative = (info) => {
+    const lostId = (this.#nextLostId = (this.#nextLostId + 1) >>> 0)
+    this.#lossHandlers.set(lostId, (info) => {
       const reason = errorFromRecord(info)
       if (hold) {
         this.#endHold(hold, 'lost')
         hold.abort(reason)
-        this.#notify('lost', { key: label, fence: hold.native.fence, error: reason })
+        this.#notify('lost', () => ({ key: label, fence: hold.native.fence, error: reason }))
+      } else {
+        lostFirst = reason
       }
       if (onLost) {
         try {
@@ -292,12 +316,12 @@ class Redlock extends EventEmitter {
           process.emitWarning(`relock: the onLost callback threw: ${error && error.message}`)
         }
       }
-    }
+    })
     const cancel = () => request?.cancel()
     signal?.addEventListener('abort', cancel, { once: true })
     this.#metrics?.waitStarted()
     try {
-      const native = await begin(config, onLostNative, signal, (started) => { request = started })
+      const native = await begin(config, lostId, signal, (started) => { request = started })
       this.#metrics?.waitEnded(label, 'acquired', performance.now() - waitStarted)
       hold = new Hold(native, this.#notify, {
         release: () => {
@@ -305,16 +329,18 @@ class Redlock extends EventEmitter {
           return this.#direct ? this.#startOn(this.#direct, 'release', () => [native]) : this.#start('release', () => [native])
         },
         extend: (ttl) => this.#start('extendHeld', () => [native, ttl]),
+        lostId,
       })
       this.#holds.add(hold)
-      this.#notify('acquired', { key: label, fence: native.fence, waitedMs: performance.now() - waitStarted })
-      const lost = native.lostReason
-      if (lost) hold.abort(errorFromRecord(lost))
+      const waitedMs = performance.now() - waitStarted
+      this.#notify('acquired', () => ({ key: label, fence: native.fence, waitedMs }))
+      if (lostFirst) hold.abort(lostFirst)
       return handle(hold)
     } catch (error) {
+      this.#lossHandlers.delete(lostId)
       const relockError = toRelockError(error)
       if (!hold) this.#metrics?.waitEnded(label, WAIT_OUTCOMES[relockError.code] ?? 'failed', performance.now() - waitStarted)
-      if (relockError.code === 'ERR_RELOCK_WAIT_TIMEOUT' && config.waitTimeout !== 0) this.#notify('timeout', { key: label, waitedMs: performance.now() - waitStarted })
+      if (relockError.code === 'ERR_RELOCK_WAIT_TIMEOUT' && config.waitTimeout !== 0) this.#notify('timeout', () => ({ key: label, waitedMs: performance.now() - waitStarted }))
       if (relockError.code === 'ABORT_ERR' && signal) throw abortError(signal)
       throw relockError
     } finally {
@@ -342,8 +368,8 @@ class Redlock extends EventEmitter {
   // An acquire's first attempt on the event loop's sockets: a lock, or null when the key is
   // not free (or the hosts need the native client). An abort rejects at once; a lock that the
   // attempt takes after it is released again.
-  #firstAttempt(method, args, config, onLost, signal) {
-    const attempt = this.#startOn(this.#direct, 'firstAttempt', () => [method, ...args, config, onLost])
+  #firstAttempt(method, args, config, lostId, signal) {
+    const attempt = this.#startOn(this.#direct, 'firstAttempt', () => [method, ...args, config, lostId])
     if (!signal) return attempt
     return new Promise((resolve, reject) => {
       const abort = () => {
@@ -460,7 +486,7 @@ class Redlock extends EventEmitter {
       const { key, fence } = hold.native
       hold.state = 'ended'
       hold.abort(new RelockError('ERR_RELOCK_CLOSED', `the client was closed while holding '${key}'`))
-      this.#notify('released', { key, fence, heldMs: performance.now() - hold.acquiredAt, closed: true })
+      this.#notify('released', () => ({ key, fence, heldMs: performance.now() - hold.acquiredAt, closed: true }))
     }
     this.#holds.clear()
   }

@@ -30,7 +30,12 @@ pub enum Outcome {
   /// Done, with nothing to report (resolves to `undefined`).
   Done,
   Failed(core::Error),
+  /// Not a call's result: the lock taken by the acquire of this loss id was lost.
+  Lost(core::Error),
 }
+
+/// The `ok` of a loss record.
+const LOST: u32 = 2;
 
 /// The JavaScript function called (with no arguments) when results are waiting.
 pub type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
@@ -74,9 +79,16 @@ impl Completions {
     }
   }
 
+  /// Reports the loss of a held lock under `lost_id`, with the results: one wake-up handle for
+  /// every lock of the client, where a handle per lock cost more than its whole acquire.
+  pub fn lost_callback(self: &Arc<Self>, lost_id: u32) -> core::LostCallback {
+    let completions = self.clone();
+    Box::new(move |reason: &core::Error| completions.finish(lost_id, Outcome::Lost(reason.clone())))
+  }
+
   /// Takes every queued result as a flat array of `[id, ok, value, extra]` records: `ok` is
   /// false for a failure (then `value` is `{ code, message, cause }`), `extra` is the validity
-  /// of a lease.
+  /// of a lease. A loss is the record `[lost id, 2, { code, message, cause }]`.
   pub fn take<'env>(&self, env: &'env Env) -> napi::Result<Array<'env>> {
     self.wake_pending.store(false, Ordering::Release);
     let ready = std::mem::take(&mut *self.ready.lock().expect("completions lock"));
@@ -84,7 +96,11 @@ impl Completions {
     for (index, (id, outcome)) in ready.iter().enumerate() {
       let at = (index * 4) as u32;
       records.set(at, *id)?;
-      records.set(at + 1, !matches!(outcome, Outcome::Failed(_)))?;
+      match outcome {
+        Outcome::Lost(_) => records.set(at + 1, LOST)?,
+        Outcome::Failed(_) => records.set(at + 1, false)?,
+        _ => records.set(at + 1, true)?,
+      }
       match outcome {
         Outcome::Token(token) => records.set(at + 2, token.as_deref())?,
         Outcome::Flag(flag) => records.set(at + 2, *flag)?,
@@ -106,14 +122,17 @@ impl Completions {
         Outcome::Semaphore(state) => records.set(at + 2, SemaphoreInfo::from(state))?,
         Outcome::ReadWrite(state) => records.set(at + 2, ReadWriteInfo::from(state))?,
         Outcome::Done => {}
-        Outcome::Failed(error) => records.set(at + 2, error_record(env, error)?)?,
+        Outcome::Failed(error) | Outcome::Lost(error) => {
+          records.set(at + 2, error_record(env, error)?)?
+        }
       }
     }
-    let left = self
-      .in_flight
-      .fetch_sub(ready.len() as u32, Ordering::Relaxed)
-      - ready.len() as u32;
-    if left == 0 && !ready.is_empty() {
+    let results = ready
+      .iter()
+      .filter(|(_, outcome)| !matches!(outcome, Outcome::Lost(_)))
+      .count() as u32;
+    let left = self.in_flight.fetch_sub(results, Ordering::Relaxed) - results;
+    if left == 0 && results > 0 {
       // SAFETY: as in `started`.
       unsafe { sys::napi_unref_threadsafe_function(env.raw(), self.wake.raw()) };
     }

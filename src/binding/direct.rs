@@ -8,9 +8,10 @@ use napi::bindgen_prelude::{Array, Buffer, Env};
 use napi_derive::napi;
 
 use super::completions::error_record;
+use super::completions::Completions;
 use super::{
-  acquire_options, lock_arguments, lost_callback, permits_options, to_js, AcquireConfig, Code,
-  LockConfig, LostFunction, NativeLock, PermitsConfig,
+  acquire_options, lock_arguments, permits_options, to_js, AcquireConfig, Code, LockConfig,
+  NativeLock, PermitsConfig,
 };
 use relock_core::engine::host::Address;
 use relock_core::engine::wire::Action;
@@ -32,11 +33,14 @@ pub struct NativeDirect {
   semaphore: Arc<core::Semaphore>,
   rwlock: Arc<core::RwLock>,
   multi: Arc<core::MultiLock>,
+  /// Where losses of the locks taken here are reported.
+  completions: Arc<Completions>,
 }
 
 impl NativeDirect {
-  pub fn new(client: &core::Client) -> Option<NativeDirect> {
+  pub fn new(client: &core::Client, completions: Arc<Completions>) -> Option<NativeDirect> {
     Some(NativeDirect {
+      completions,
       direct: Direct::new(client.mutex().clone())?,
       mutex: client.mutex().clone(),
       semaphore: client.semaphore().clone(),
@@ -129,13 +133,13 @@ impl NativeDirect {
     id: u32,
     key: String,
     config: Option<AcquireConfig>,
-    on_lost: LostFunction,
+    lost_id: u32,
   ) -> napi::Result<bool, Code> {
     let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
     Ok(
       self
         .direct
-        .acquire(id, &key, options, lost_callback(on_lost)),
+        .acquire(id, &key, options, self.completions.lost_callback(lost_id)),
     )
   }
 
@@ -147,7 +151,7 @@ impl NativeDirect {
     key: String,
     write: bool,
     config: Option<AcquireConfig>,
-    on_lost: LostFunction,
+    lost_id: u32,
   ) -> napi::Result<bool, Code> {
     let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
     let mode = if write {
@@ -155,9 +159,10 @@ impl NativeDirect {
     } else {
       core::Mode::Read
     };
-    let attempt = self
-      .rwlock
-      .first_attempt(&key, mode, options, lost_callback(on_lost));
+    let attempt =
+      self
+        .rwlock
+        .first_attempt(&key, mode, options, self.completions.lost_callback(lost_id));
     Ok(self.direct.first_attempt(id, attempt))
   }
 
@@ -169,12 +174,13 @@ impl NativeDirect {
     key: String,
     permits: f64,
     config: Option<PermitsConfig>,
-    on_lost: LostFunction,
+    lost_id: u32,
   ) -> napi::Result<bool, Code> {
     let options = permits_options(permits, config).map_err(to_js)?;
-    let attempt = self
-      .semaphore
-      .first_attempt(&key, options, lost_callback(on_lost));
+    let attempt =
+      self
+        .semaphore
+        .first_attempt(&key, options, self.completions.lost_callback(lost_id));
     Ok(self.direct.first_attempt(id, attempt))
   }
 
@@ -185,12 +191,12 @@ impl NativeDirect {
     id: u32,
     keys: Vec<String>,
     config: Option<AcquireConfig>,
-    on_lost: LostFunction,
+    lost_id: u32,
   ) -> napi::Result<bool, Code> {
     let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
     let attempt = self
       .multi
-      .first_attempt(&keys, options, lost_callback(on_lost));
+      .first_attempt(&keys, options, self.completions.lost_callback(lost_id));
     Ok(self.direct.first_attempt(id, attempt))
   }
 

@@ -23,8 +23,7 @@ use tokio_util::sync::CancellationToken;
 use completions::{Completions, Outcome, Wake};
 use relock_core::{
   self as core, validate, AcquireOptions, AcquireSettings, ClientOptions, ClientSettings, HeldLock,
-  LostCallback, Mode, ReplicaAckSettings, RetryPolicy, RetrySettings, SemaphoreSettings,
-  TlsSettings,
+  Mode, ReplicaAckSettings, RetryPolicy, RetrySettings, SemaphoreSettings, TlsSettings,
 };
 
 /// The `code` of an error thrown synchronously to JavaScript: relock's stable code itself.
@@ -254,7 +253,7 @@ impl NativeClient {
   /// needs the native connections (Sentinel, Cluster, TLS, replicaAck).
   #[napi]
   pub fn direct(&self) -> Option<direct::NativeDirect> {
-    direct::NativeDirect::new(&self.core)
+    direct::NativeDirect::new(&self.core, self.completions.clone())
   }
 
   /// Number of Redis hosts (1 for a single instance, N for Redlock).
@@ -445,8 +444,8 @@ impl NativeClient {
   }
 
   /// Starts waiting for `key`; the wait runs in the Rust core until it succeeds, times out, is
-  /// cancelled through the returned request, or the client closes. `on_lost` is called with a
-  /// coded message if the lock is later lost.
+  /// cancelled through the returned request, or the client closes. If the lock is later lost,
+  /// `takeCompleted()` reports it under `lost_id`.
   #[napi]
   pub fn acquire(
     &self,
@@ -454,15 +453,16 @@ impl NativeClient {
     id: u32,
     key: String,
     config: Option<AcquireConfig>,
-    on_lost: LostFunction,
+    lost_id: u32,
   ) -> napi::Result<AcquireRequest, Code> {
     let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
     let cancel = CancellationToken::new();
-    let wait =
-      self
-        .core
-        .mutex()
-        .begin_acquire(&key, options, cancel.clone(), lost_callback(on_lost));
+    let wait = self.core.mutex().begin_acquire(
+      &key,
+      options,
+      cancel.clone(),
+      self.completions.lost_callback(lost_id),
+    );
     Ok(self.start_wait(&env, id, cancel, wait))
   }
 
@@ -475,16 +475,18 @@ impl NativeClient {
     key: String,
     write: bool,
     config: Option<AcquireConfig>,
-    on_lost: LostFunction,
+    lost_id: u32,
   ) -> napi::Result<AcquireRequest, Code> {
     let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
     let mode = if write { Mode::Write } else { Mode::Read };
     let cancel = CancellationToken::new();
-    let wait =
-      self
-        .core
-        .rwlock()
-        .begin_acquire(&key, mode, options, cancel.clone(), lost_callback(on_lost));
+    let wait = self.core.rwlock().begin_acquire(
+      &key,
+      mode,
+      options,
+      cancel.clone(),
+      self.completions.lost_callback(lost_id),
+    );
     Ok(self.start_wait(&env, id, cancel, wait))
   }
 
@@ -497,15 +499,16 @@ impl NativeClient {
     key: String,
     permits: f64,
     config: Option<PermitsConfig>,
-    on_lost: LostFunction,
+    lost_id: u32,
   ) -> napi::Result<AcquireRequest, Code> {
     let options = permits_options(permits, config).map_err(to_js)?;
     let cancel = CancellationToken::new();
-    let wait =
-      self
-        .core
-        .semaphore()
-        .begin_acquire(&key, options, cancel.clone(), lost_callback(on_lost));
+    let wait = self.core.semaphore().begin_acquire(
+      &key,
+      options,
+      cancel.clone(),
+      self.completions.lost_callback(lost_id),
+    );
     Ok(self.start_wait(&env, id, cancel, wait))
   }
 
@@ -517,15 +520,16 @@ impl NativeClient {
     id: u32,
     keys: Vec<String>,
     config: Option<AcquireConfig>,
-    on_lost: LostFunction,
+    lost_id: u32,
   ) -> napi::Result<AcquireRequest, Code> {
     let options = acquire_options(&config.unwrap_or_default()).map_err(to_js)?;
     let cancel = CancellationToken::new();
-    let wait =
-      self
-        .core
-        .multi()
-        .begin_acquire(&keys, options, cancel.clone(), lost_callback(on_lost));
+    let wait = self.core.multi().begin_acquire(
+      &keys,
+      options,
+      cancel.clone(),
+      self.completions.lost_callback(lost_id),
+    );
     Ok(self.start_wait(&env, id, cancel, wait))
   }
 
@@ -824,18 +828,6 @@ fn permits_options(
     acquire: acquire_settings(&config.acquire()),
   }
   .resolve()
-}
-
-/// Called from a tokio thread when a held lock is lost.
-pub type LostFunction = ThreadsafeFunction<ErrorInfo, (), ErrorInfo, Status, false, true>;
-
-fn lost_callback(on_lost: LostFunction) -> LostCallback {
-  Box::new(move |reason: &core::Error| {
-    on_lost.call(
-      ErrorInfo::from(reason),
-      ThreadsafeFunctionCallMode::NonBlocking,
-    );
-  })
 }
 
 /// A semaphore's state.

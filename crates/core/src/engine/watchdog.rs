@@ -617,13 +617,18 @@ pub struct Watchlist {
 struct Watching {
   due: BTreeMap<(Instant, u64), Arc<HeldLock>>,
   watcher_runs: bool,
+  /// When the sleeping watcher wakes by itself. Holds released meanwhile stay counted in it,
+  /// so a hold due later needs no wake-up: waking the watcher costs a thread switch per hold.
+  watcher_wakes_at: Option<Instant>,
 }
 
 impl Watchlist {
   fn watch(&self, engine: &Arc<Engine>, held: Arc<HeldLock>) {
     let place = held.watched;
     let mut state = self.state.lock().expect("watchlist");
-    let earliest = state.due.keys().next().is_none_or(|first| place < *first);
+    let earliest = state
+      .watcher_wakes_at
+      .is_none_or(|wakes_at| place.0 < wakes_at);
     state.due.insert(place, held);
     let start = !std::mem::replace(&mut state.watcher_runs, true);
     drop(state);
@@ -661,6 +666,7 @@ async fn watcher(watchlist: Arc<Watchlist>, closed: CancellationToken) {
           }
         }
       };
+      state.watcher_wakes_at = next;
       drop(state);
       for held in due {
         held.guard_now();
