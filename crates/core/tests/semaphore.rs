@@ -256,3 +256,41 @@ async fn the_keys_of_holders_that_all_crashed_expire() {
     "{pool}:relock:semaphore:fence"
   );
 }
+
+#[tokio::test]
+async fn a_lease_shorter_than_the_others_is_still_reclaimed_when_it_ends() {
+  let server = RedisServer::start();
+  let (_client, semaphore) = semaphore(&server);
+  let take_from = |key: &'static str, ttl_ms: u64, watchdog: bool| {
+    let semaphore = semaphore.clone();
+    async move {
+      let mut options = options(3, 1, 0, false);
+      options.acquire.ttl_ms = ttl_ms;
+      options.acquire.watchdog = watchdog;
+      semaphore
+        .begin_acquire(key, options, CancellationToken::new(), Box::new(|_| {}))
+        .await
+        .unwrap()
+    }
+  };
+  // A long lease first: calls skip the search for expired holders until the first lease end
+  // they know of, so a shorter lease after it, or one shortened by extend, must move that.
+  let _long = take_from("short-lease", 5000, true).await;
+  let _crashed = take_from("short-lease", 300, false).await;
+  let _long_too = take_from("shortened-lease", 5000, true).await;
+  let shortened = take_from("shortened-lease", 5000, false).await;
+  shortened.extend(300).await.unwrap();
+  tokio::time::sleep(Duration::from_millis(500)).await;
+  // Asked before this, state (which always searches) would have set that right itself.
+  for key in ["short-lease", "shortened-lease"] {
+    let mut two = options(3, 2, 0, false);
+    two.acquire.ttl_ms = 5000;
+    let taken = semaphore
+      .begin_acquire(key, two, CancellationToken::new(), Box::new(|_| {}))
+      .await;
+    assert!(
+      taken.is_ok(),
+      "'{key}': the ended lease still held its permit: {taken:?}"
+    );
+  }
+}

@@ -6,12 +6,15 @@
 -- waiters to look again.
 -- Returns {1, fence, permits left} if admitted (also when an earlier attempt of the same wait
 -- was), else {0, permits left, ms until the first lease ends or -1}.
-reclaim_expired()
 local holder, wanted, permits, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local state = redis.call('HMGET', KEYS[2], IN_USE, EXPIRES, holder)
+local state = holders_state(IN_USE, EXPIRES, holder, RECLAIM_AT)
 local used = tonumber(state[1] or '0')
+local lease_end = now + ttl
 if state[3] then
-  redis.call('ZADD', KEYS[1], now + ttl, holder)
+  redis.call('ZADD', KEYS[1], lease_end, holder)
+  if lowers_reclaim_at(lease_end, state[4]) then
+    redis.call('HSET', KEYS[2], RECLAIM_AT, lease_end)
+  end
   cover(ttl, state[2])
   return {1, tonumber(redis.call('GET', KEYS[6]) or '0'), permits - used}
 end
@@ -36,8 +39,12 @@ if ARGV[5] == '1' then
 elseif free < wanted or (queued and redis.call('ZCARD', KEYS[3]) > 0) then
   return {0, free, first_lease_end()}
 end
-redis.call('HSET', KEYS[2], holder, wanted, IN_USE, used + wanted)
-redis.call('ZADD', KEYS[1], now + ttl, holder)
+if lowers_reclaim_at(lease_end, state[4]) then
+  redis.call('HSET', KEYS[2], holder, wanted, IN_USE, used + wanted, RECLAIM_AT, lease_end)
+else
+  redis.call('HSET', KEYS[2], holder, wanted, IN_USE, used + wanted)
+end
+redis.call('ZADD', KEYS[1], lease_end, holder)
 local fence = redis.call('INCR', KEYS[6])
 cover(ttl, state[2])
 if queued and free - wanted > 0 and redis.call('EXISTS', KEYS[3]) == 1 then

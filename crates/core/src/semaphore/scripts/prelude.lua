@@ -2,7 +2,7 @@
 -- read against Redis's own clock, so client clocks never matter.
 -- KEYS[1] leases (zset: holder token -> end of its lease, ms), KEYS[2] permits held (hash:
 -- holder token -> its permits, "in-use" -> their sum, "expires" -> when KEYS[1] and KEYS[2]
--- expire, ms), KEYS[3] fair queue (zset: waiter
+-- expire, ms, "reclaim-at" -> a time no lease ends before, ms), KEYS[3] fair queue (zset: waiter
 -- token -> arrival number), KEYS[4] waiters' liveness (zset: waiter token -> deadline, ms),
 -- KEYS[5] arrival counter, KEYS[6] fence counter (never expires: a counter that vanished would
 -- start again at 1)
@@ -10,14 +10,18 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local IN_USE = 'in-use'
 local EXPIRES = 'expires'
+-- No lease ends before it, so until then there is nothing to reclaim and no call has to look.
+-- Absent (unknown) when no lease is left, or for keys written before it existed; a lease that
+-- would end earlier lowers it.
+local RECLAIM_AT = 'reclaim-at'
 
 -- Frees the permits of holders whose lease ran out (a crashed holder's, say), a batch at a
--- time so that any number of them fits in one call.
+-- time so that any number of them fits in one call; then sets RECLAIM_AT to the first lease end.
 local function reclaim_expired()
   while true do
     local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 256)
     if #expired == 0 then
-      return
+      break
     end
     for _, holder in ipairs(expired) do
       local permits = tonumber(redis.call('HGET', KEYS[2], holder) or '0')
@@ -26,6 +30,30 @@ local function reclaim_expired()
       redis.call('HINCRBY', KEYS[2], IN_USE, -permits)
     end
   end
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if first[2] then
+    redis.call('HSET', KEYS[2], RECLAIM_AT, first[2])
+  else
+    redis.call('HDEL', KEYS[2], RECLAIM_AT)
+  end
+end
+
+-- HMGET of KEYS[2]'s `fields` once expired holders are reclaimed, which only a call at or after
+-- RECLAIM_AT has to do. The last value returned is RECLAIM_AT's.
+local function holders_state(...)
+  local state = redis.call('HMGET', KEYS[2], ...)
+  local reclaim_at = tonumber(state[#state])
+  if reclaim_at and now < reclaim_at then
+    return state
+  end
+  reclaim_expired()
+  return redis.call('HMGET', KEYS[2], ...)
+end
+
+-- Whether a lease ending at `lease_end` must lower RECLAIM_AT (`reclaim_at`, as read after the
+-- reclaim: absent only when no lease is left).
+local function lowers_reclaim_at(lease_end, reclaim_at)
+  return not reclaim_at or lease_end < tonumber(reclaim_at)
 end
 
 -- Drops fair waiters that stopped checking in (crashed, or gave up without saying so).

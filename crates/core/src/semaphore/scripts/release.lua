@@ -1,7 +1,7 @@
 -- Gives back the permits ARGV[1] holds, or takes it out of the fair queue if it waits there,
 -- and tells waiters on ARGV[2].
 -- Returns 1 if ARGV[1] held permits (with its lease running) and no longer does, else 0.
-reclaim_expired()
+local state = holders_state(ARGV[1], IN_USE, RECLAIM_AT)
 local left_queue = false
 if redis.call('EXISTS', KEYS[3]) == 1 then
   left_queue = redis.call('ZREM', KEYS[3], ARGV[1]) == 1
@@ -10,7 +10,6 @@ if redis.call('EXISTS', KEYS[3]) == 1 then
     keep_queue()
   end
 end
-local state = redis.call('HMGET', KEYS[2], ARGV[1], IN_USE)
 local permits = state[1]
 if permits then
   -- Every holder holds one permit at least: none in use means no holder left.
