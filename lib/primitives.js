@@ -11,7 +11,8 @@ class ReadWriteLock {
   #key
   #calls
 
-  // `calls.acquire(write, options)`, `calls.using(acquire, options, fn)`, `calls.state()`.
+  // `calls.acquire(key, write, options)`, `calls.using(acquire, options, fn)`,
+  // `calls.state(key)`.
   constructor(key, calls) {
     this.#key = key
     this.#calls = calls
@@ -23,12 +24,12 @@ class ReadWriteLock {
 
   /** Waits for a read hold, shared with other readers. */
   read(options) {
-    return this.#calls.acquire(false, options)
+    return this.#calls.acquire(this.#key, false, options)
   }
 
   /** Waits for the write hold, alone. */
   write(options) {
-    return this.#calls.acquire(true, options)
+    return this.#calls.acquire(this.#key, true, options)
   }
 
   usingRead(options, fn) {
@@ -41,7 +42,7 @@ class ReadWriteLock {
 
   /** Writer, readers and waiters now. */
   state() {
-    return this.#calls.state()
+    return this.#calls.state(this.#key)
   }
 
   [inspect.custom]() {

@@ -247,17 +247,20 @@ class Redlock extends EventEmitter {
    */
   rwlock(key) {
     expectString('key', key)
-    return new ReadWriteLock(key, {
-      acquire: (write, options) =>
-        call(() =>
-          this.#wait(key, expectOptions('options', options, ACQUIRE_OPTIONS), {
-            begin: (config, lostId, signal, started) => this.#firstThenWait('acquireReadWrite', [key, write], config, lostId, signal, started),
-            handle: (hold) => new ReadWriteHandle(hold, write ? 'write' : 'read', (method) => this.#start(method, () => [hold.native])),
-          }),
-        ),
-      using: (acquire, options, fn) => this.#usingHandle(acquire, options, fn),
-      state: () => call(() => this.#start('rwlockState', () => [key])),
-    })
+    return new ReadWriteLock(key, this.#readWriteCalls)
+  }
+
+  // What every ReadWriteLock of this client calls (one object: a lock is often made per use).
+  #readWriteCalls = {
+    acquire: (key, write, options) =>
+      call(() =>
+        this.#wait(key, expectOptions('options', options, ACQUIRE_OPTIONS), {
+          begin: (config, lostId, signal, started) => this.#firstThenWait('acquireReadWrite', [key, write], config, lostId, signal, started),
+          handle: (hold) => new ReadWriteHandle(hold, write ? 'write' : 'read', (method) => this.#start(method, () => [hold.native])),
+        }),
+      ),
+    using: (acquire, options, fn) => this.#usingHandle(acquire, options, fn),
+    state: (key) => call(() => this.#start('rwlockState', () => [key])),
   }
 
   /** A semaphore on `key` of `options.permits` permits. */

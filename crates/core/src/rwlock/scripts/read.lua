@@ -6,7 +6,6 @@
 -- {0, ms until a lease ends, or -1}.
 -- Expired readers do not keep readers out: they are pruned where they matter (writers,
 -- releases).
-local queued = queue_alive()
 local token, ttl = ARGV[1], tonumber(ARGV[2])
 -- Admitted by an earlier attempt of the same wait whose answer never came.
 local function already_reading()
@@ -18,6 +17,7 @@ local function already_reading()
   return false
 end
 if ARGV[3] == '1' then
+  queue_alive()
   if already_reading() then
     return {1}
   end
@@ -38,7 +38,9 @@ if ARGV[3] == '1' then
   end
   leave_queue(member)
   keep_queue()
-elseif queued or redis.call('EXISTS', KEYS[1]) == 1 or writer_waiting() then
+-- One call sees the common case: no writer, no waiting writer, no queue.
+elseif redis.call('EXISTS', KEYS[1], KEYS[3], KEYS[4]) > 0
+    and (queue_alive() or redis.call('EXISTS', KEYS[1]) == 1 or writer_waiting()) then
   if already_reading() then
     return {1}
   end
