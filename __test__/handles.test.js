@@ -144,6 +144,44 @@ test('without the watchdog the lease runs out, and that is reported', async () =
   assert.equal(await lock.release(), false)
 })
 
+test('a lease that ran out while the event loop was blocked is reported even when release comes first', async () => {
+  // The loss is queued for JavaScript while the loop is blocked; the release, called before the
+  // loop turns, must not swallow it.
+  const events = []
+  locks.once('lost', () => events.push('event'))
+  const lock = await locks.acquire('blocked-then-released', { ttl: 100, watchdog: false, onLost: (error) => events.push(error.code) })
+  const signal = lock.signal
+  const until = Date.now() + 250
+  while (Date.now() < until) {
+    // a synchronous section longer than the lease
+  }
+  await assert.rejects(lock.release(), { code: 'ERR_RELOCK_LOCK_LOST' })
+  await sleep(100)
+  assert.equal(signal.aborted, true, 'the signal aborted')
+  assert.deepEqual(events.sort(), ['ERR_RELOCK_LOCK_LOST', 'event'], 'onLost and the lost event, once each')
+})
+
+test('a client and handle nobody refers to any more still report the loss of the lock', () => {
+  const { spawnSync } = require('node:child_process')
+  const script = `
+    const { Redlock } = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const { execFileSync } = require('node:child_process')
+    const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+    let stepDowns = 0
+    ;(async () => {
+      // Leader election as some write it: only onLost matters, client and handle are dropped.
+      await (async () => { await new Redlock(${JSON.stringify(server.url)}).acquire('dropped-leader', { ttl: 300, onLost: () => stepDowns++ }) })()
+      for (let i = 0; i < 3; i++) { await sleep(20); global.gc() }
+      execFileSync('redis-cli', ['-p', '${server.port}', 'SET', 'dropped-leader', 'someone-else'])
+      await sleep(600)
+      console.log(JSON.stringify({ stepDowns }))
+    })()
+  `
+  const result = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', timeout: 20000 })
+  assert.equal(result.status, 0, result.stderr)
+  assert.deepEqual(JSON.parse(result.stdout), { stepDowns: 1 })
+})
+
 test('maxHold caps how long the watchdog keeps renewing', async () => {
   const lock = await locks.acquire('capped', { ttl: 200, maxHold: 500 })
   await sleep(300)

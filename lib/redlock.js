@@ -18,9 +18,11 @@ const NOT_STARTED = Symbol('not started here')
 const LOST = 2
 const WAIT_OUTCOMES = { ERR_RELOCK_WAIT_TIMEOUT: 'timeout', ABORT_ERR: 'aborted', ERR_RELOCK_CLOSED: 'closed' }
 
-// Clients with calls in flight stay reachable until those calls settle, although the native
-// side refers to them only weakly (a strong reference would keep every client alive forever).
-const clientsWithCallsInFlight = new Set()
+// Clients with calls in flight or locks held stay reachable until those calls settle and those
+// holds end (so that a loss still reaches onLost when nothing else refers to the client), although
+// the native side refers to them only weakly (a strong reference would keep every client alive
+// forever).
+const clientsInUse = new Set()
 
 class Redlock extends EventEmitter {
   #native
@@ -105,7 +107,7 @@ class Redlock extends EventEmitter {
       const id = (this.#nextCallId = (this.#nextCallId + 1) >>> 0)
       // Registered first: a call can settle before `target[method]` returns (the sockets of the
       // event loop send a full batch at once, and with it settle what has finished).
-      if (this.#calls.size === 0) clientsWithCallsInFlight.add(this)
+      if (this.#calls.size === 0) clientsInUse.add(this)
       this.#calls.set(id, { resolve, reject })
       let handle
       try {
@@ -128,7 +130,7 @@ class Redlock extends EventEmitter {
   #settleCompleted() {
     const records = this.#native.takeCompleted()
     for (let at = 0; at < records.length; at += 4) {
-      if (records[at + 1] === LOST) this.#lossHandlers.get(records[at])?.(records[at + 2])
+      if (records[at + 1] === LOST) this.#lossHandlers.get(records[at])?.(errorFromRecord(records[at + 2]))
       else this.#settle(records[at], records[at + 1], records[at + 2], records[at + 3])
     }
   }
@@ -145,14 +147,32 @@ class Redlock extends EventEmitter {
 
   #forget(id) {
     this.#calls.delete(id)
-    if (this.#calls.size === 0) clientsWithCallsInFlight.delete(this)
+    if (this.#calls.size === 0 && this.#holds.size === 0) clientsInUse.delete(this)
   }
 
   // A hold ends once: released, lost or closed.
   #endHold(hold, outcome) {
     if (!this.#holds.delete(hold)) return
-    this.#lossHandlers.delete(hold.lostId)
+    if (this.#calls.size === 0 && this.#holds.size === 0) clientsInUse.delete(this)
     this.#metrics?.holdEnded(hold.native.key, outcome, performance.now() - hold.acquiredAt)
+  }
+
+  // Gives up a hold: the release, after which no loss can be reported for it, except one that
+  // came first and may still be on its way (it is reported now, if it has not been).
+  #release(hold, native) {
+    this.#endHold(hold, 'released')
+    const releasing = this.#direct ? this.#startOn(this.#direct, 'release', () => [native]) : this.#start('release', () => [native])
+    return releasing.then(
+      (released) => {
+        this.#lossHandlers.delete(hold.lostId)
+        return released
+      },
+      (error) => {
+        if (error.code === 'ERR_RELOCK_LOCK_LOST') this.#lossHandlers.get(hold.lostId)?.(error)
+        this.#lossHandlers.delete(hold.lostId)
+        throw error
+      },
+    )
   }
 
   /** Redis hosts by address, without credentials. */
@@ -303,15 +323,17 @@ class Redlock extends EventEmitter {
     let lostFirst = null
     const waitStarted = performance.now()
     const lostId = (this.#nextLostId = (this.#nextLostId + 1) >>> 0)
-    this.#lossHandlers.set(lostId, (info) => {
-      const reason = errorFromRecord(info)
-      if (hold) {
-        this.#endHold(hold, 'lost')
-        hold.abort(reason)
-        this.#notify('lost', () => ({ key: label, fence: hold.native.fence, error: reason }))
-      } else {
-        lostFirst = reason
-      }
+    const loseHold = (reason) => {
+      this.#endHold(hold, 'lost')
+      hold.abort(reason)
+      this.#notify('lost', () => ({ key: label, fence: hold.native.fence, error: reason }))
+    }
+    // Called once at most: with the loss the native side reports, or with the one a release
+    // found first.
+    this.#lossHandlers.set(lostId, (reason) => {
+      this.#lossHandlers.delete(lostId)
+      if (hold) loseHold(reason)
+      else lostFirst = reason
       if (onLost) {
         try {
           onLost(reason)
@@ -327,17 +349,15 @@ class Redlock extends EventEmitter {
       const native = await begin(config, lostId, signal, (started) => { request = started })
       this.#metrics?.waitEnded(label, 'acquired', performance.now() - waitStarted)
       hold = new Hold(native, this.#notify, {
-        release: () => {
-          this.#endHold(hold, 'released')
-          return this.#direct ? this.#startOn(this.#direct, 'release', () => [native]) : this.#start('release', () => [native])
-        },
+        release: () => this.#release(hold, native),
         extend: (ttl) => this.#start('extendHeld', () => [native, ttl]),
         lostId,
       })
       this.#holds.add(hold)
+      clientsInUse.add(this)
       const waitedMs = performance.now() - waitStarted
       this.#notify('acquired', () => ({ key: label, fence: native.fence, waitedMs }))
-      if (lostFirst) hold.abort(lostFirst)
+      if (lostFirst) loseHold(lostFirst)
       return handle(hold)
     } catch (error) {
       this.#lossHandlers.delete(lostId)
@@ -480,18 +500,19 @@ class Redlock extends EventEmitter {
     const closed = new RelockError('ERR_RELOCK_CLOSED', 'the Redlock client is closed')
     for (const call of this.#calls.values()) call.reject(closed)
     this.#calls.clear()
-    clientsWithCallsInFlight.delete(this)
     await closing
     // The native side released these locks. Closing is not losing: their signals abort with
     // ERR_RELOCK_CLOSED, onLost is not called, and they are reported as released.
     for (const hold of [...this.#holds]) {
       this.#endHold(hold, 'closed')
+      this.#lossHandlers.delete(hold.lostId)
       const { key, fence } = hold.native
       hold.state = 'ended'
       hold.abort(new RelockError('ERR_RELOCK_CLOSED', `the client was closed while holding '${key}'`))
       this.#notify('released', () => ({ key, fence, heldMs: performance.now() - hold.acquiredAt, closed: true }))
     }
     this.#holds.clear()
+    clientsInUse.delete(this)
   }
 
   [inspect.custom]() {
