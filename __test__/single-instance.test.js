@@ -250,6 +250,19 @@ test('concurrent calls share one connection', async () => {
   await shared.close()
 })
 
+test('many calls made at once all settle, also those refused before any request goes out', async () => {
+  // On one host the calls of a turn leave in batches, and sending a batch settles what has
+  // finished, a refused call among them, before the call that filled the batch returns.
+  const outcomes = await Promise.race([
+    Promise.all(Array.from({ length: 40 }, (_, i) => {
+      const key = i % 2 === 1 ? '' : `batch:${i}`
+      return locks.lock(key, 5000).then((token) => typeof token, (error) => error.code)
+    })),
+    sleep(5000).then(() => 'some calls never settled'),
+  ])
+  assert.deepEqual(outcomes, Array.from({ length: 40 }, (_, i) => (i % 2 === 1 ? 'ERR_RELOCK_INVALID_ARGUMENT' : 'string')))
+})
+
 test('scripts are reloaded after SCRIPT FLUSH, and the client recovers from a restart by itself', async () => {
   const own = await RedisServer.start()
   const client = new Redlock(own.url, fast)
