@@ -126,7 +126,7 @@ export interface AcquireOptions {
   watchdog?: boolean
   /** Cap on the total hold time: renewal stops after it and the lock expires. Default: none. */
   maxHold?: number
-  /** Called once if the lock is lost (code `ERR_RELOCK_LOCK_LOST`, or `ERR_RELOCK_CLOSED` when the client closes). */
+  /** Called once if the lock is lost (code `ERR_RELOCK_LOCK_LOST`), also when it is `release()` that finds it lost; not when the client closes. */
   onLost?: (reason: RelockError) => void
 }
 

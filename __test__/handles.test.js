@@ -161,6 +161,16 @@ test('a lease that ran out while the event loop was blocked is reported even whe
   assert.deepEqual(events.sort(), ['ERR_RELOCK_LOCK_LOST', 'event'], 'onLost and the lost event, once each')
 })
 
+test('a release that is the first to find the key taken over reports the loss too', async () => {
+  const events = []
+  const lock = await locks.acquire('taken-before-release', { ttl: 5000, onLost: (error) => events.push(error.code) })
+  lock.signal.addEventListener('abort', () => events.push('abort'))
+  server.cli('SET', 'taken-before-release', 'someone-else')
+  await assert.rejects(lock.release(), { code: 'ERR_RELOCK_LOCK_LOST' })
+  assert.deepEqual(events.sort(), ['ERR_RELOCK_LOCK_LOST', 'abort'])
+  assert.equal(server.cli('GET', 'taken-before-release'), 'someone-else')
+})
+
 test('a client and handle nobody refers to any more still report the loss of the lock', () => {
   const { spawnSync } = require('node:child_process')
   const script = `
