@@ -294,3 +294,28 @@ async fn a_lease_shorter_than_the_others_is_still_reclaimed_when_it_ends() {
     );
   }
 }
+
+#[tokio::test]
+async fn keys_emptied_by_a_reclaim_still_expire_after_the_next_crash() {
+  let server = RedisServer::start();
+  let (_client, semaphore) = semaphore(&server);
+  let crashing = |ttl_ms| {
+    let mut options = options(2, 1, 0, false);
+    options.acquire.ttl_ms = ttl_ms;
+    options.acquire.watchdog = false;
+    options
+  };
+  // A first holder whose lease sets the keys' expiry well ahead (twice its ttl and a second)...
+  let _first = take(&semaphore, crashing(1000)).await.unwrap();
+  tokio::time::sleep(Duration::from_millis(1100)).await;
+  // ...is reclaimed by this call, which empties the leases...
+  assert_eq!(semaphore.state("pool").await.unwrap().in_use, 0);
+  // ...and a holder with a shorter lease crashes too: its keys must still go by their expiry
+  // (at most twice its lease and a second ahead), not stay for ever.
+  let _second = take(&semaphore, crashing(300)).await.unwrap();
+  tokio::time::sleep(Duration::from_millis(2 * 1000 + 1000 + 200)).await;
+  assert_eq!(
+    server.cli(&["KEYS", "*"]).unwrap().trim(),
+    "{pool}:relock:semaphore:fence"
+  );
+}

@@ -11,8 +11,8 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local IN_USE = 'in-use'
 local EXPIRES = 'expires'
 -- No lease ends before it, so until then there is nothing to reclaim and no call has to look.
--- Absent (unknown) when no lease is left, or for keys written before it existed; a lease that
--- would end earlier lowers it.
+-- Absent (unknown) when no lease is left (the hash is gone then), or for keys written before it
+-- existed; a lease that would end earlier lowers it.
 local RECLAIM_AT = 'reclaim-at'
 
 -- Frees the permits of holders whose lease ran out (a crashed holder's, say), a batch at a
@@ -34,7 +34,9 @@ local function reclaim_expired()
   if first[2] then
     redis.call('HSET', KEYS[2], RECLAIM_AT, first[2])
   else
-    redis.call('HDEL', KEYS[2], RECLAIM_AT)
+    -- No holder left: the counts go with the leases, so that the next holder's keys get their
+    -- expiry afresh (a count kept on would say they had it, and a new leases key would have none).
+    redis.call('DEL', KEYS[2])
   end
 end
 
