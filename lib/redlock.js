@@ -147,13 +147,17 @@ class Redlock extends EventEmitter {
 
   #forget(id) {
     this.#calls.delete(id)
+    this.#leaveInUseWhenIdle()
+  }
+
+  #leaveInUseWhenIdle() {
     if (this.#calls.size === 0 && this.#holds.size === 0) clientsInUse.delete(this)
   }
 
   // A hold ends once: released, lost or closed.
   #endHold(hold, outcome) {
     if (!this.#holds.delete(hold)) return
-    if (this.#calls.size === 0 && this.#holds.size === 0) clientsInUse.delete(this)
+    this.#leaveInUseWhenIdle()
     this.#metrics?.holdEnded(hold.native.key, outcome, performance.now() - hold.acquiredAt)
   }
 

@@ -7,8 +7,7 @@ use std::time::Instant;
 use napi::bindgen_prelude::{Array, Buffer, Env};
 use napi_derive::napi;
 
-use super::completions::error_record;
-use super::completions::Completions;
+use super::completions::{error_record, Completions};
 use super::{
   acquire_options, lock_arguments, permits_options, to_js, AcquireConfig, Code, LockConfig,
   NativeLock, PermitsConfig,

@@ -12,9 +12,7 @@ local used = tonumber(state[1] or '0')
 local lease_end = now + ttl
 if state[3] then
   redis.call('ZADD', KEYS[1], lease_end, holder)
-  if lowers_reclaim_at(lease_end, state[4]) then
-    redis.call('HSET', KEYS[2], RECLAIM_AT, lease_end)
-  end
+  redis.call('HSET', KEYS[2], RECLAIM_AT, reclaim_at_with(lease_end, state[4]))
   cover(ttl, state[2])
   return {1, tonumber(redis.call('GET', KEYS[6]) or '0'), permits - used}
 end
@@ -39,11 +37,8 @@ if ARGV[5] == '1' then
 elseif free < wanted or (queued and redis.call('ZCARD', KEYS[3]) > 0) then
   return {0, free, first_lease_end()}
 end
-if lowers_reclaim_at(lease_end, state[4]) then
-  redis.call('HSET', KEYS[2], holder, wanted, IN_USE, used + wanted, RECLAIM_AT, lease_end)
-else
-  redis.call('HSET', KEYS[2], holder, wanted, IN_USE, used + wanted)
-end
+redis.call('HSET', KEYS[2], holder, wanted, IN_USE, used + wanted,
+  RECLAIM_AT, reclaim_at_with(lease_end, state[4]))
 redis.call('ZADD', KEYS[1], lease_end, holder)
 local fence = redis.call('INCR', KEYS[6])
 cover(ttl, state[2])

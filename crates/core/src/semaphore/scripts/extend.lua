@@ -6,8 +6,6 @@ if not state[1] then
 end
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
-if lowers_reclaim_at(now + ttl, state[3]) then
-  redis.call('HSET', KEYS[2], RECLAIM_AT, now + ttl)
-end
+redis.call('HSET', KEYS[2], RECLAIM_AT, reclaim_at_with(now + ttl, state[3]))
 cover(ttl, state[2])
 return 1

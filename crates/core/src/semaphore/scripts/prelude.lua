@@ -52,10 +52,10 @@ local function holders_state(...)
   return redis.call('HMGET', KEYS[2], ...)
 end
 
--- Whether a lease ending at `lease_end` must lower RECLAIM_AT (`reclaim_at`, as read after the
--- reclaim: absent only when no lease is left).
-local function lowers_reclaim_at(lease_end, reclaim_at)
-  return not reclaim_at or lease_end < tonumber(reclaim_at)
+-- RECLAIM_AT once a lease ending at `lease_end` is added: the earlier of the two (`reclaim_at`
+-- as read after the reclaim, absent only when no lease is left).
+local function reclaim_at_with(lease_end, reclaim_at)
+  return reclaim_at and math.min(lease_end, tonumber(reclaim_at)) or lease_end
 end
 
 -- Drops fair waiters that stopped checking in (crashed, or gave up without saying so).
