@@ -23,7 +23,7 @@ use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mutex::acquire::{AcquireOptions, FAIR_LIVENESS};
-use crate::mutex::keys::{own_suffix, slot_preserving_base, LockKeys, OWN};
+use crate::mutex::keys::{own_suffix, side_key, slot_preserving_base, LockKeys, OWN};
 use crate::validate;
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");
@@ -35,6 +35,9 @@ fn with_prelude(body: &str) -> Lua {
 static READ: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/read.lua")));
 static WRITE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/write.lua")));
 static RELEASE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/release.lua")));
+/// A reader's release: no clock and no other key, which makes it as cheap as a mutex's.
+static RELEASE_READ: LazyLock<Lua> =
+  LazyLock::new(|| Lua::new(include_str!("scripts/release_read.lua")));
 static EXTEND: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/extend.lua")));
 static DOWNGRADE: LazyLock<Lua> =
   LazyLock::new(|| with_prelude(include_str!("scripts/downgrade.lua")));
@@ -80,19 +83,18 @@ impl RwKeys {
   const READERS_SUFFIX: &'static str = ":relock:rw:readers";
 
   pub fn new(key: &str) -> RwKeys {
-    let shared = LockKeys::new(key);
     let base = slot_preserving_base(key);
     let own = own_suffix(key);
-    let side = |name: &str| format!("{base}:relock:rw:{name}{own}");
+    let side = |name: &str| side_key(&base, &["rw:", name, own]);
     RwKeys {
+      lock: key.to_owned(),
       readers: side("readers"),
       writers: side("writers"),
       queue: side("queue"),
       liveness: side("liveness"),
       arrivals: side("arrivals"),
-      lock: shared.lock,
-      fence: shared.fence,
-      channel: shared.channel,
+      fence: LockKeys::fence_of(&base),
+      channel: LockKeys::channel_of(&base),
     }
   }
 
@@ -125,6 +127,18 @@ impl RwKeys {
   }
 
   /// In the order the scripts declare them.
+  /// The keys an acquire passes, as every key costs Redis a little on each call: a reader
+  /// never takes a fence, and only a fair one counts arrivals.
+  fn for_acquire(&self, mode: Mode, fair: bool) -> Vec<&str> {
+    let all = self.all();
+    let count = match (mode, fair) {
+      (Mode::Write, _) => all.len(),
+      (Mode::Read, true) => all.len() - 1,
+      (Mode::Read, false) => all.len() - 2,
+    };
+    all[..count].to_vec()
+  }
+
   fn all(&self) -> [&str; 7] {
     [
       &self.lock,
@@ -189,7 +203,7 @@ impl RwLock {
       let clean_up = {
         let (rwlock, keys, token) = (rwlock.clone(), keys.clone(), token.clone());
         async move {
-          let _ = rwlock.release_stored(&keys, &token).await;
+          let _ = rwlock.release_stored(&keys, &token, None).await;
         }
       };
       let granted = wait_for_grant(
@@ -272,11 +286,20 @@ impl RwLock {
     HeldLock::start(self.engine.clone(), hold, grant, name, on_lost)
   }
 
-  fn release_call(&self, keys: &RwKeys, token: &str) -> ScriptCall {
-    ScriptCall {
-      lua: &RELEASE,
-      keys: keys.all().map(str::to_owned).to_vec(),
-      args: vec![token.to_owned(), keys.channel.clone()],
+  /// The release of `token`'s hold, or (`mode` unknown) of whatever it holds or waits for.
+  fn release_call(&self, keys: &RwKeys, token: &str, mode: Option<Mode>) -> ScriptCall {
+    let args = vec![token.to_owned(), keys.channel.clone()];
+    match mode {
+      Some(Mode::Read) => ScriptCall {
+        lua: &RELEASE_READ,
+        keys: vec![keys.readers.clone()],
+        args,
+      },
+      _ => ScriptCall {
+        lua: &RELEASE,
+        keys: keys.all().map(str::to_owned).to_vec(),
+        args,
+      },
     }
   }
 
@@ -295,13 +318,13 @@ impl RwLock {
       let args: Vec<&dyn ToRedisArgsRef> =
         args.iter().map(|arg| arg as &dyn ToRedisArgsRef).collect();
       let reply: Vec<i64> = host
-        .eval(acquire_script(mode).script(), &keys.all(), &args)
+        .eval(acquire_script(mode).script(), &keys.for_acquire(mode, options.fair), &args)
         .await?;
       match reply.as_slice() {
         [1, rest @ ..] => match self.engine.lease_until(sent, lease_ms) {
           Some(until) => Ok(Attempt::Taken((rest.first().copied().unwrap_or(0), until))),
           None => {
-            self.release_stored(keys, token).await?;
+            self.release_stored(keys, token, None).await?;
             Ok(Attempt::Busy(Duration::ZERO))
           }
         },
@@ -320,11 +343,13 @@ impl RwLock {
     })
   }
 
-  async fn release_stored(&self, keys: &RwKeys, token: &str) -> Result<bool> {
+  async fn release_stored(&self, keys: &RwKeys, token: &str, mode: Option<Mode>) -> Result<bool> {
     let host = self.host()?;
-    let released: i64 = host
-      .eval(RELEASE.script(), &keys.all(), &[&token, &keys.channel])
-      .await?;
+    let call = self.release_call(keys, token, mode);
+    let args: Vec<&dyn ToRedisArgsRef> =
+      call.args.iter().map(|arg| arg as &dyn ToRedisArgsRef).collect();
+    let keys: Vec<&str> = call.keys.iter().map(String::as_str).collect();
+    let released: i64 = host.eval(call.lua.script(), &keys, &args).await?;
     Ok(released == 1)
   }
 
@@ -544,7 +569,12 @@ impl FirstAttempt for FirstHold {
   fn call(&self) -> ScriptCall {
     ScriptCall {
       lua: acquire_script(self.mode),
-      keys: self.keys.all().map(str::to_owned).to_vec(),
+      keys: self
+        .keys
+        .for_acquire(self.mode, self.options.fair)
+        .into_iter()
+        .map(str::to_owned)
+        .collect(),
       args: RwLock::acquire_args(&self.keys, &self.token, &self.options),
     }
   }
@@ -586,7 +616,7 @@ impl FirstAttempt for FirstHold {
   }
 
   fn undo(&self) -> ScriptCall {
-    self.rwlock.release_call(&self.keys, &self.token)
+    self.rwlock.release_call(&self.keys, &self.token, None)
   }
 }
 
@@ -603,8 +633,11 @@ impl Renewal for RwHold {
 
   fn release(&self) -> BoxFuture<'_, Result<bool>> {
     Box::pin(async move {
-      let _mode = self.mode.lock().await;
-      self.rwlock.release_stored(&self.keys, &self.token).await
+      let mode = self.mode.lock().await;
+      self
+        .rwlock
+        .release_stored(&self.keys, &self.token, Some(*mode))
+        .await
     })
   }
 
@@ -613,8 +646,10 @@ impl Renewal for RwHold {
   }
 
   fn release_call(&self) -> Option<ReleaseCall> {
+    // A mode being changed right now is not known: the release that fits every mode.
+    let mode = self.mode.try_lock().ok().map(|mode| *mode);
     Some(ReleaseCall {
-      call: self.rwlock.release_call(&self.keys, &self.token),
+      call: self.rwlock.release_call(&self.keys, &self.token, mode),
       all_held: 1,
     })
   }

@@ -26,7 +26,7 @@ use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mutex::acquire::{AcquireOptions, FAIR_LIVENESS};
-use crate::mutex::keys::{own_suffix, slot_preserving_base};
+use crate::mutex::keys::{own_suffix, side_key, slot_preserving_base};
 use crate::validate;
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");
@@ -60,9 +60,9 @@ pub struct SemaphoreKeys {
 impl SemaphoreKeys {
   pub fn new(key: &str) -> SemaphoreKeys {
     let base = slot_preserving_base(key);
-    let shared = |name: &str| format!("{base}:relock:semaphore:{name}");
+    let shared = |name: &str| side_key(&base, &["semaphore:", name]);
     // State of its own; `{x}` would share `x`'s otherwise (fence and channel may be shared).
-    let own = |name: &str| format!("{}{}", shared(name), own_suffix(key));
+    let own = |name: &str| side_key(&base, &["semaphore:", name, own_suffix(key)]);
     SemaphoreKeys {
       leases: key.to_owned(),
       held: own("held"),

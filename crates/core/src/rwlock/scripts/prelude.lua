@@ -4,7 +4,8 @@
 -- KEYS[2] readers (zset: token -> end of its lease, ms), KEYS[3] waiting writers (zset: token
 -- -> liveness deadline, ms), KEYS[4] fair queue (zset: "r" or "w" .. token -> arrival number),
 -- KEYS[5] fair waiters' liveness (zset: same members -> deadline, ms), KEYS[6] arrival
--- counter, KEYS[7] fence counter (shared with a plain lock on the same key)
+-- counter, KEYS[7] fence counter (shared with a plain lock on the same key). A reader, who
+-- never takes a fence, is not passed KEYS[7], nor KEYS[6] unless it is fair.
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
