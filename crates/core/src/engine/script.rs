@@ -61,11 +61,18 @@ pub struct ReleaseCall {
 /// call whose reply grants the hold, or says it is busy (the wait then goes on natively).
 pub trait FirstAttempt: Send {
   fn call(&self) -> ScriptCall;
-  /// The hold, `Ok(None)` when busy, or why the reply is unusable.
-  fn decide(self: Box<Self>, reply: &Reply, sent: Instant) -> Result<Option<Arc<HeldLock>>>;
+  fn decide(self: Box<Self>, reply: &Reply, sent: Instant) -> Decision;
   /// Removes what a busy or failed attempt may have left (a place among the waiters, or a
   /// grant whose answer came too late), under the attempt's own token.
   fn undo(&self) -> ScriptCall;
+}
+
+/// What the reply to a first attempt decided.
+pub enum Decision {
+  Held(Arc<HeldLock>),
+  /// Busy, granted with no time left, or a reply it cannot use: the attempt comes back so that
+  /// what it may have left is undone, and the wait goes on natively (which reports any failure).
+  NotHeld(Box<dyn FirstAttempt>),
 }
 
 /// The whole numbers of an array reply (`{1, fence, …}`), if it is one.

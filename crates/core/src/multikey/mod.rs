@@ -17,7 +17,7 @@ use crate::engine::host::Host;
 use crate::engine::new_token;
 use crate::engine::resp::Reply;
 use crate::engine::script::{
-  integers, Answer, FirstAttempt, Lua, OneCall, ReleaseCall, ScriptCall,
+  integers, Decision, Answer, FirstAttempt, Lua, OneCall, ReleaseCall, ScriptCall,
 };
 use crate::engine::stats::Event;
 use crate::engine::wait::{recheck_after, wait_for_grant, Attempt};
@@ -566,12 +566,12 @@ impl FirstAttempt for FirstKeys {
     Take::Fenced.call(&self.set.groups[0], &self.token, self.options.lease_ms())
   }
 
-  fn decide(self: Box<Self>, reply: &Reply, sent: Instant) -> Result<Option<Arc<HeldLock>>> {
+  fn decide(self: Box<Self>, reply: &Reply, sent: Instant) -> Decision {
     let count = self.set.groups[0].len();
     match integers(reply).as_deref() {
       Some([1, fences @ ..]) if fences.len() == count => {
         let Some(until) = self.multi.engine.lease_until(sent, self.options.lease_ms()) else {
-          return Ok(None);
+          return Decision::NotHeld(self);
         };
         self.multi.engine.stats().record(Event::Acquired);
         let fences = fences.to_vec();
@@ -583,20 +583,16 @@ impl FirstAttempt for FirstKeys {
           options,
           on_lost,
         } = *self;
-        Ok(Some(multi.hold(
+        Decision::Held(multi.hold(
           set,
           &caller_order,
           token,
           &options,
           (fences, until),
           on_lost,
-        )))
+        ))
       }
-      Some([0, ..]) => Ok(None),
-      _ => Err(Error::new(
-        ErrorKind::Redis,
-        "unexpected reply to the multi-key acquire script",
-      )),
+      _ => Decision::NotHeld(self),
     }
   }
 

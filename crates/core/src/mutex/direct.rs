@@ -17,7 +17,7 @@ use super::{extend_verdict, next_try, release_verdict, undo_wakes, Mutex};
 use crate::engine::new_token;
 use crate::engine::quorum::{self, Tally, Vote};
 use crate::engine::resp::Reply;
-use crate::engine::script::{self, FirstAttempt, OneCall, ScriptCall};
+use crate::engine::script::{self, Decision, FirstAttempt, OneCall, ScriptCall};
 use crate::engine::stats::Event;
 use crate::engine::watchdog::{AfterRelease, Grant, HeldLock, LostCallback, Release};
 use crate::engine::wire::{Action, Outcome, Wire};
@@ -808,16 +808,18 @@ impl Direct {
     let Op::FirstAttempt { attempt } = call.op else {
       unreachable!("a first attempt")
     };
-    let undo = attempt.undo();
-    let held = match (&call.reply, self.mutex.engine().is_closed()) {
-      (Some(reply), false) => attempt.decide(reply, call.started).ok().flatten(),
-      _ => None,
+    let decision = match (&call.reply, self.mutex.engine().is_closed()) {
+      (Some(reply), false) => attempt.decide(reply, call.started),
+      _ => Decision::NotHeld(attempt),
     };
-    if let Some(held) = held {
-      self.settled.push((id, Settled::Held(held)));
-      return;
-    }
-    self.undo_script(call.unsent[0], &call.request, undo);
+    let attempt = match decision {
+      Decision::Held(held) => {
+        self.settled.push((id, Settled::Held(held)));
+        return;
+      }
+      Decision::NotHeld(attempt) => attempt,
+    };
+    self.undo_script(call.unsent[0], &call.request, attempt.undo());
     self.settled.push((id, Settled::Wait));
   }
 

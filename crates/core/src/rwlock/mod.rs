@@ -16,7 +16,7 @@ use crate::engine::host::Host;
 use crate::engine::host::ToRedisArgsRef;
 use crate::engine::new_token;
 use crate::engine::resp::Reply;
-use crate::engine::script::{integers, FirstAttempt, Lua, ReleaseCall, ScriptCall};
+use crate::engine::script::{integers, Decision, FirstAttempt, Lua, ReleaseCall, ScriptCall};
 use crate::engine::stats::Event;
 use crate::engine::wait::{recheck_after, wait_for_grant, Attempt};
 use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
@@ -579,12 +579,12 @@ impl FirstAttempt for FirstHold {
     }
   }
 
-  fn decide(self: Box<Self>, reply: &Reply, sent: Instant) -> Result<Option<Arc<HeldLock>>> {
+  fn decide(self: Box<Self>, reply: &Reply, sent: Instant) -> Decision {
     let lease_ms = self.options.lease_ms();
     match integers(reply).as_deref() {
       Some([1, rest @ ..]) => {
         let Some(until) = self.rwlock.engine.lease_until(sent, lease_ms) else {
-          return Ok(None);
+          return Decision::NotHeld(self);
         };
         self.rwlock.engine.stats().record(Event::Acquired);
         let fence = rest.first().copied().unwrap_or(0);
@@ -597,7 +597,7 @@ impl FirstAttempt for FirstHold {
           options,
           on_lost,
         } = *self;
-        Ok(Some(rwlock.hold(
+        Decision::Held(rwlock.hold(
           keys,
           token,
           name,
@@ -605,13 +605,9 @@ impl FirstAttempt for FirstHold {
           &options,
           (fence, until),
           on_lost,
-        )))
+        ))
       }
-      Some([0, ..]) => Ok(None),
-      _ => Err(Error::new(
-        ErrorKind::Redis,
-        "unexpected reply to the read-write lock acquire script",
-      )),
+      _ => Decision::NotHeld(self),
     }
   }
 

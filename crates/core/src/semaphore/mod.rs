@@ -19,7 +19,7 @@ use crate::engine::host::Host;
 use crate::engine::host::ToRedisArgsRef;
 use crate::engine::new_token;
 use crate::engine::resp::Reply;
-use crate::engine::script::{integers, FirstAttempt, Lua, ReleaseCall, ScriptCall};
+use crate::engine::script::{integers, Decision, FirstAttempt, Lua, ReleaseCall, ScriptCall};
 use crate::engine::stats::Event;
 use crate::engine::wait::{recheck_after, wait_for_grant, Attempt};
 use crate::engine::watchdog::{Grant, HeldLock, LostCallback, Renewal};
@@ -425,12 +425,12 @@ impl FirstAttempt for FirstPermits {
     }
   }
 
-  fn decide(self: Box<Self>, reply: &Reply, sent: Instant) -> Result<Option<Arc<HeldLock>>> {
+  fn decide(self: Box<Self>, reply: &Reply, sent: Instant) -> Decision {
     let lease_ms = self.options.acquire.lease_ms();
     match integers(reply).as_deref() {
       Some([1, fence, ..]) => {
         let Some(until) = self.semaphore.engine.lease_until(sent, lease_ms) else {
-          return Ok(None);
+          return Decision::NotHeld(self);
         };
         self.semaphore.engine.stats().record(Event::Acquired);
         let FirstPermits {
@@ -441,20 +441,16 @@ impl FirstAttempt for FirstPermits {
           options,
           on_lost,
         } = *self;
-        Ok(Some(semaphore.hold(
+        Decision::Held(semaphore.hold(
           keys,
           token,
           name,
           &options,
           (*fence, until),
           on_lost,
-        )))
+        ))
       }
-      Some([0, ..]) => Ok(None),
-      _ => Err(Error::new(
-        ErrorKind::Redis,
-        "unexpected reply to the semaphore acquire script",
-      )),
+      _ => Decision::NotHeld(self),
     }
   }
 
