@@ -4,8 +4,8 @@
 -- waiter's liveness window, ms). ARGV[5]: the channel that tells waiters to look again.
 -- Returns {1} if admitted (also when an earlier attempt of the same wait was), else
 -- {0, ms until a lease ends, or -1}.
--- Expired readers do not keep readers out: they are pruned where they matter (writers,
--- releases).
+-- Expired readers do not keep readers out: they are pruned where they matter, by the calls
+-- that can let a writer in.
 local token, ttl = ARGV[1], tonumber(ARGV[2])
 -- Admitted by an earlier attempt of the same wait whose answer never came.
 local function already_reading()
