@@ -348,3 +348,26 @@ async fn the_keys_of_readers_that_all_crashed_expire() {
   tokio::time::sleep(Duration::from_millis(2 * 300 + 1000 + 200)).await;
   assert_eq!(server.cli(&["KEYS", "*"]).unwrap().trim(), "");
 }
+
+#[tokio::test]
+async fn a_crashed_readers_lease_is_dropped_by_the_next_reader() {
+  // Readers only, no watchdog, no writer: each read pushes the readers' key's expiry ahead, so
+  // only the reads themselves can drop a crashed reader's lease.
+  let server = RedisServer::start();
+  let (_client, rwlock) = client(&server);
+  let mut crashed = options(0, false);
+  crashed.ttl_ms = 200;
+  crashed.watchdog = false;
+  let _crashed = take(&rwlock, Mode::Read, crashed).await.unwrap();
+  tokio::time::sleep(Duration::from_millis(300)).await;
+  let reader = take(&rwlock, Mode::Read, options(0, false)).await.unwrap();
+  assert_eq!(
+    server
+      .cli(&["ZCARD", "{doc}:relock:rw:readers"])
+      .unwrap()
+      .trim(),
+    "1",
+    "the crashed reader's lease is gone"
+  );
+  assert!(reader.release().await.unwrap());
+}

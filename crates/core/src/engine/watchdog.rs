@@ -28,8 +28,13 @@ pub trait Renewal: Send + Sync + 'static {
   fn release(&self) -> BoxFuture<'_, Result<bool>>;
   /// The primitive's own hold, for calls only it offers (a read-write lock's downgrade).
   fn as_any(&self) -> &dyn std::any::Any;
+  /// Whether `release_call` gives the release (a property of the hold that never changes).
+  fn has_release_call(&self) -> bool {
+    false
+  }
   /// The release as one script call on the primitive's single host, for the event-loop path;
-  /// `None` when the release takes more than that.
+  /// `None` when the release takes more than that. Asked for once the release has begun, when
+  /// the hold can no longer change (a read-write hold's mode).
   fn release_call(&self) -> Option<super::script::ReleaseCall> {
     None
   }

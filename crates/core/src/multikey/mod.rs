@@ -17,7 +17,7 @@ use crate::engine::host::Host;
 use crate::engine::new_token;
 use crate::engine::resp::Reply;
 use crate::engine::script::{
-  integers, Decision, Answer, FirstAttempt, Lua, OneCall, ReleaseCall, ScriptCall,
+  integers, Answer, Decision, FirstAttempt, Lua, OneCall, ReleaseCall, ScriptCall,
 };
 use crate::engine::stats::Event;
 use crate::engine::wait::{recheck_after, wait_for_grant, Attempt};
@@ -425,6 +425,10 @@ impl Renewal for MultiHold {
 
   fn as_any(&self) -> &dyn std::any::Any {
     self
+  }
+
+  fn has_release_call(&self) -> bool {
+    self.set.groups.len() == 1
   }
 
   fn release_call(&self) -> Option<ReleaseCall> {

@@ -303,9 +303,8 @@ impl Direct {
   /// Releases a lock held through a handle: a mutex's, or another primitive's whose release is
   /// one script call.
   pub fn release(&mut self, id: u32, held: Arc<HeldLock>) {
-    // Built once: the release's script call names every key of the hold.
-    let by_script = held.renewal().release_call();
-    if by_script.is_none() && !held.renewal().as_any().is::<MutexHold>() {
+    let renewal = held.renewal();
+    if !renewal.has_release_call() && !renewal.as_any().is::<MutexHold>() {
       let error = Error::new(
         ErrorKind::Internal,
         format!(
@@ -327,7 +326,8 @@ impl Direct {
       Release::Send(after) => {
         let key = Arc::from(self.mutex.engine().redis_key(held.key()));
         let token: Arc<str> = Arc::from(held.token());
-        let op = if let Some(release) = by_script {
+        // Only now: the release has begun, so the hold no longer changes under the call.
+        let op = if let Some(release) = held.renewal().release_call() {
           Op::ReleaseHold {
             held,
             after,

@@ -241,6 +241,7 @@ mod tests {
       include_str!("../rwlock/scripts/read.lua"),
       include_str!("../rwlock/scripts/write.lua"),
       include_str!("../rwlock/scripts/release.lua"),
+      include_str!("../rwlock/scripts/release_read.lua"),
       include_str!("../rwlock/scripts/extend.lua"),
       include_str!("../rwlock/scripts/downgrade.lua"),
       include_str!("../rwlock/scripts/upgrade.lua"),

@@ -126,7 +126,6 @@ impl RwKeys {
     (RwKeys::new(name).readers == readers).then(|| name.to_owned())
   }
 
-  /// In the order the scripts declare them.
   /// The keys an acquire passes, as every key costs Redis a little on each call: a reader
   /// never takes a fence, and only a fair one counts arrivals.
   fn for_acquire(&self, mode: Mode, fair: bool) -> Vec<&str> {
@@ -139,6 +138,7 @@ impl RwKeys {
     all[..count].to_vec()
   }
 
+  /// In the order the scripts declare them.
   fn all(&self) -> [&str; 7] {
     [
       &self.lock,
@@ -318,7 +318,11 @@ impl RwLock {
       let args: Vec<&dyn ToRedisArgsRef> =
         args.iter().map(|arg| arg as &dyn ToRedisArgsRef).collect();
       let reply: Vec<i64> = host
-        .eval(acquire_script(mode).script(), &keys.for_acquire(mode, options.fair), &args)
+        .eval(
+          acquire_script(mode).script(),
+          &keys.for_acquire(mode, options.fair),
+          &args,
+        )
         .await?;
       match reply.as_slice() {
         [1, rest @ ..] => match self.engine.lease_until(sent, lease_ms) {
@@ -346,8 +350,11 @@ impl RwLock {
   async fn release_stored(&self, keys: &RwKeys, token: &str, mode: Option<Mode>) -> Result<bool> {
     let host = self.host()?;
     let call = self.release_call(keys, token, mode);
-    let args: Vec<&dyn ToRedisArgsRef> =
-      call.args.iter().map(|arg| arg as &dyn ToRedisArgsRef).collect();
+    let args: Vec<&dyn ToRedisArgsRef> = call
+      .args
+      .iter()
+      .map(|arg| arg as &dyn ToRedisArgsRef)
+      .collect();
     let keys: Vec<&str> = call.keys.iter().map(String::as_str).collect();
     let released: i64 = host.eval(call.lua.script(), &keys, &args).await?;
     Ok(released == 1)
@@ -597,15 +604,7 @@ impl FirstAttempt for FirstHold {
           options,
           on_lost,
         } = *self;
-        Decision::Held(rwlock.hold(
-          keys,
-          token,
-          name,
-          mode,
-          &options,
-          (fence, until),
-          on_lost,
-        ))
+        Decision::Held(rwlock.hold(keys, token, name, mode, &options, (fence, until), on_lost))
       }
       _ => Decision::NotHeld(self),
     }
@@ -641,8 +640,13 @@ impl Renewal for RwHold {
     self
   }
 
+  fn has_release_call(&self) -> bool {
+    true
+  }
+
   fn release_call(&self) -> Option<ReleaseCall> {
-    // A mode being changed right now is not known: the release that fits every mode.
+    // The release has begun, so no upgrade or downgrade starts any more; one already under way
+    // (or a renewal) holds the mode, which is then not known: the release that fits every mode.
     let mode = self.mode.try_lock().ok().map(|mode| *mode);
     Some(ReleaseCall {
       call: self.rwlock.release_call(&self.keys, &self.token, mode),

@@ -388,6 +388,10 @@ impl Renewal for PermitHold {
     self
   }
 
+  fn has_release_call(&self) -> bool {
+    true
+  }
+
   fn release_call(&self) -> Option<ReleaseCall> {
     Some(ReleaseCall {
       call: self.semaphore.release_call(&self.keys, &self.token),
@@ -441,14 +445,7 @@ impl FirstAttempt for FirstPermits {
           options,
           on_lost,
         } = *self;
-        Decision::Held(semaphore.hold(
-          keys,
-          token,
-          name,
-          &options,
-          (*fence, until),
-          on_lost,
-        ))
+        Decision::Held(semaphore.hold(keys, token, name, &options, (*fence, until), on_lost))
       }
       _ => Decision::NotHeld(self),
     }

@@ -4,8 +4,7 @@
 -- waiter's liveness window, ms). ARGV[5]: the channel that tells waiters to look again.
 -- Returns {1} if admitted (also when an earlier attempt of the same wait was), else
 -- {0, ms until a lease ends, or -1}.
--- Expired readers do not keep readers out: they are pruned where they matter, by the calls
--- that can let a writer in.
+-- Expired readers do not keep readers out; a reader that comes in prunes them.
 local token, ttl = ARGV[1], tonumber(ARGV[2])
 -- Admitted by an earlier attempt of the same wait whose answer never came.
 local function already_reading()
@@ -46,6 +45,9 @@ elseif redis.call('EXISTS', KEYS[1], KEYS[3], KEYS[4]) > 0
   end
   return {0, recheck_in()}
 end
+-- Each reader pushes the readers' key's expiry ahead, so with no writer and no renewal the
+-- leases of crashed readers would stay as long as others keep reading.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZADD', KEYS[2], now + ttl, token)
 cover(2, ttl)
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
