@@ -812,15 +812,13 @@ impl Direct {
       (Some(reply), false) => attempt.decide(reply, call.started),
       _ => Decision::NotHeld(attempt),
     };
-    let attempt = match decision {
-      Decision::Held(held) => {
-        self.settled.push((id, Settled::Held(held)));
-        return;
+    match decision {
+      Decision::Held(held) => self.settled.push((id, Settled::Held(held))),
+      Decision::NotHeld(attempt) => {
+        self.undo_script(call.unsent[0], &call.request, attempt.undo());
+        self.settled.push((id, Settled::Wait));
       }
-      Decision::NotHeld(attempt) => attempt,
-    };
-    self.undo_script(call.unsent[0], &call.request, attempt.undo());
-    self.settled.push((id, Settled::Wait));
+    }
   }
 
   /// Sends `script` to undo what a call of another primitive may have taken on its single host,

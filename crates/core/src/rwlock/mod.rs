@@ -348,15 +348,10 @@ impl RwLock {
   }
 
   async fn release_stored(&self, keys: &RwKeys, token: &str, mode: Option<Mode>) -> Result<bool> {
-    let host = self.host()?;
-    let call = self.release_call(keys, token, mode);
-    let args: Vec<&dyn ToRedisArgsRef> = call
-      .args
-      .iter()
-      .map(|arg| arg as &dyn ToRedisArgsRef)
-      .collect();
-    let keys: Vec<&str> = call.keys.iter().map(String::as_str).collect();
-    let released: i64 = host.eval(call.lua.script(), &keys, &args).await?;
+    let released: i64 = self
+      .host()?
+      .run(&self.release_call(keys, token, mode))
+      .await?;
     Ok(released == 1)
   }
 
