@@ -132,6 +132,32 @@ async fn a_crashed_holders_permits_come_back_after_its_lease() {
 }
 
 #[tokio::test]
+async fn a_release_after_the_lease_ran_out_gives_back_exactly_its_permits() {
+  let server = RedisServer::start();
+  let (_client, semaphore) = semaphore(&server);
+  let mut short = options(3, 2, 0, false);
+  short.acquire.ttl_ms = 300;
+  short.acquire.watchdog = false;
+  let ran_out = take(&semaphore, short).await.unwrap();
+  let other = take(&semaphore, options(3, 1, 0, false)).await.unwrap();
+  tokio::time::sleep(Duration::from_millis(400)).await;
+  // No call has reclaimed the lease that ran out: its holder's release finds it still there,
+  // and reports the loss all the same.
+  let lost = ran_out.release().await.unwrap_err();
+  assert_eq!(lost.kind(), ErrorKind::LockLost);
+  let state = semaphore.state("pool").await.unwrap();
+  assert_eq!((state.in_use, state.holder_count), (1, 1));
+  assert!(other.release().await.unwrap());
+  assert_eq!(
+    server.cli(&["EXISTS", "pool"]).as_deref().map(str::trim),
+    Some("0"),
+    "the last holder's release leaves no leases behind"
+  );
+  let all = take(&semaphore, options(3, 3, 0, false)).await.unwrap();
+  assert!(all.release().await.unwrap());
+}
+
+#[tokio::test]
 async fn fair_waiters_are_admitted_in_order_and_a_large_request_is_not_passed() {
   let server = RedisServer::start();
   let (_client, semaphore) = semaphore(&server);

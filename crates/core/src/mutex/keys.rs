@@ -235,6 +235,7 @@ mod tests {
       include_str!("../semaphore/scripts/prelude.lua"),
       include_str!("../semaphore/scripts/acquire.lua"),
       include_str!("../semaphore/scripts/release.lua"),
+      include_str!("../semaphore/scripts/release_held.lua"),
       include_str!("../semaphore/scripts/extend.lua"),
       include_str!("../semaphore/scripts/state.lua"),
       include_str!("../rwlock/scripts/prelude.lua"),

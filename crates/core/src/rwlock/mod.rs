@@ -247,14 +247,18 @@ impl RwLock {
     })
   }
 
-  fn acquire_args(keys: &RwKeys, token: &str, options: &AcquireOptions) -> Vec<String> {
-    vec![
-      token.to_owned(),
-      options.lease_ms().to_string(),
-      if options.fair { "1" } else { "0" }.to_owned(),
-      FAIR_LIVENESS.as_millis().to_string(),
-      keys.channel.clone(),
-    ]
+  /// The arguments an acquire passes: as with the keys, only those its script reads (a plain
+  /// reader reads its token and lease alone; the channel is for fair readers only).
+  fn acquire_args(keys: &RwKeys, token: &str, mode: Mode, options: &AcquireOptions) -> Vec<String> {
+    let mut args = vec![token.to_owned(), options.lease_ms().to_string()];
+    if mode == Mode::Write || options.fair {
+      args.push(if options.fair { "1" } else { "0" }.to_owned());
+      args.push(FAIR_LIVENESS.as_millis().to_string());
+    }
+    if mode == Mode::Read && options.fair {
+      args.push(keys.channel.clone());
+    }
+    args
   }
 
   #[allow(clippy::too_many_arguments)]
@@ -314,7 +318,7 @@ impl RwLock {
       let host = self.host()?;
       let sent = Instant::now();
       let lease_ms = options.lease_ms();
-      let args = Self::acquire_args(keys, token, options);
+      let args = Self::acquire_args(keys, token, mode, options);
       let args: Vec<&dyn ToRedisArgsRef> =
         args.iter().map(|arg| arg as &dyn ToRedisArgsRef).collect();
       let reply: Vec<i64> = host
@@ -577,7 +581,7 @@ impl FirstAttempt for FirstHold {
         .into_iter()
         .map(str::to_owned)
         .collect(),
-      args: RwLock::acquire_args(&self.keys, &self.token, &self.options),
+      args: RwLock::acquire_args(&self.keys, &self.token, self.mode, &self.options),
     }
   }
 

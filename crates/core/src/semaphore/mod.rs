@@ -37,6 +37,9 @@ fn with_prelude(body: &str) -> Lua {
 
 static ACQUIRE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/acquire.lua")));
 static RELEASE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/release.lua")));
+/// A holder's release: no clock and two keys, which is most of a cycle's cost in Redis.
+static RELEASE_HELD: LazyLock<Lua> =
+  LazyLock::new(|| Lua::new(include_str!("scripts/release_held.lua")));
 static EXTEND: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/extend.lua")));
 static STATE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/state.lua")));
 
@@ -153,7 +156,7 @@ impl Semaphore {
       let clean_up = {
         let (semaphore, keys, token) = (semaphore.clone(), keys.clone(), token.clone());
         async move {
-          let _ = semaphore.release_stored(&keys, &token).await;
+          let _ = semaphore.release_stored(&keys, &token, false).await;
         }
       };
       let granted = wait_for_grant(
@@ -196,16 +199,20 @@ impl Semaphore {
     })
   }
 
+  /// Only what the script reads: a caller that is not fair passes no queue arguments.
   fn acquire_args(keys: &SemaphoreKeys, token: &str, options: &SemaphoreOptions) -> Vec<String> {
-    vec![
+    let mut args = vec![
       token.to_owned(),
       options.count.to_string(),
       options.permits.to_string(),
       options.acquire.lease_ms().to_string(),
-      if options.acquire.fair { "1" } else { "0" }.to_owned(),
-      FAIR_LIVENESS.as_millis().to_string(),
       keys.channel.clone(),
-    ]
+    ];
+    if options.acquire.fair {
+      args.push("1".to_owned());
+      args.push(FAIR_LIVENESS.as_millis().to_string());
+    }
+    args
   }
 
   fn hold(
@@ -253,7 +260,7 @@ impl Semaphore {
           Some(until) => Ok(Attempt::Taken((*fence, until))),
           // Admitted with no time left: give the permits back and try again.
           None => {
-            self.release_stored(keys, token).await?;
+            self.release_stored(keys, token, false).await?;
             Ok(Attempt::Busy(Duration::ZERO))
           }
         },
@@ -270,10 +277,12 @@ impl Semaphore {
     })
   }
 
-  async fn release_stored(&self, keys: &SemaphoreKeys, token: &str) -> Result<bool> {
-    let host = self.host()?;
-    let released: i64 = host
-      .eval(RELEASE.script(), &keys.all(), &[&token, &keys.channel])
+  /// Gives back what `token` holds; `held` when it holds permits (a handle's release), else
+  /// also what it may have left waiting.
+  async fn release_stored(&self, keys: &SemaphoreKeys, token: &str, held: bool) -> Result<bool> {
+    let released: i64 = self
+      .host()?
+      .run(&self.release_call(keys, token, held))
       .await?;
     Ok(released == 1)
   }
@@ -381,7 +390,7 @@ impl Renewal for PermitHold {
   }
 
   fn release(&self) -> BoxFuture<'_, Result<bool>> {
-    Box::pin(self.semaphore.release_stored(&self.keys, &self.token))
+    Box::pin(self.semaphore.release_stored(&self.keys, &self.token, true))
   }
 
   fn as_any(&self) -> &dyn std::any::Any {
@@ -394,18 +403,28 @@ impl Renewal for PermitHold {
 
   fn release_call(&self) -> Option<ReleaseCall> {
     Some(ReleaseCall {
-      call: self.semaphore.release_call(&self.keys, &self.token),
+      call: self.semaphore.release_call(&self.keys, &self.token, true),
       all_held: 1,
     })
   }
 }
 
 impl Semaphore {
-  fn release_call(&self, keys: &SemaphoreKeys, token: &str) -> ScriptCall {
-    ScriptCall {
-      lua: &RELEASE,
-      keys: keys.all().map(str::to_owned).to_vec(),
-      args: vec![token.to_owned(), keys.channel.clone()],
+  /// The release of `token`'s permits (`held`), or of whatever it holds or waits for.
+  fn release_call(&self, keys: &SemaphoreKeys, token: &str, held: bool) -> ScriptCall {
+    let args = vec![token.to_owned(), keys.channel.clone()];
+    if held {
+      ScriptCall {
+        lua: &RELEASE_HELD,
+        keys: vec![keys.leases.clone(), keys.held.clone()],
+        args,
+      }
+    } else {
+      ScriptCall {
+        lua: &RELEASE,
+        keys: keys.all().map(str::to_owned).to_vec(),
+        args,
+      }
     }
   }
 }
@@ -452,6 +471,6 @@ impl FirstAttempt for FirstPermits {
   }
 
   fn undo(&self) -> ScriptCall {
-    self.semaphore.release_call(&self.keys, &self.token)
+    self.semaphore.release_call(&self.keys, &self.token, false)
   }
 }

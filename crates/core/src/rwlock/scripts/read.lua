@@ -1,7 +1,8 @@
 -- Takes a read lease for ARGV[1] of ARGV[2] ms. Readers share the lock; they are refused while
 -- a writer holds it and, so that writers never starve, while a writer waits. ARGV[3] "1": fair,
 -- strictly in arrival order: admitted once only readers are ahead in the queue (ARGV[4]: a
--- waiter's liveness window, ms). ARGV[5]: the channel that tells waiters to look again.
+-- waiter's liveness window, ms). ARGV[5]: the channel that tells waiters to look again. A
+-- reader that is not fair passes ARGV[1] and ARGV[2] alone.
 -- Returns {1} if admitted (also when an earlier attempt of the same wait was), else
 -- {0, ms until a lease ends, or -1}.
 -- Expired readers do not keep readers out; a reader that comes in prunes them.

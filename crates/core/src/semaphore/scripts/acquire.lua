@@ -1,9 +1,9 @@
 -- Takes ARGV[2] permits of a semaphore of ARGV[3] permits for ARGV[1], for ARGV[4] ms.
--- ARGV[5] "1": fair, first come first served: the caller joins the queue (or refreshes its
--- liveness deadline, ARGV[6] ms from now) and is admitted only at its head, so a request for
--- many permits is never passed by smaller ones. A caller that is not fair is admitted only
--- while nobody queues, so it cannot pass fair waiters either. ARGV[7]: the channel that tells
--- waiters to look again.
+-- ARGV[5]: the channel that tells waiters to look again. ARGV[6] "1": fair, first come first
+-- served: the caller joins the queue (or refreshes its liveness deadline, ARGV[7] ms from now)
+-- and is admitted only at its head, so a request for many permits is never passed by smaller
+-- ones. A caller that is not fair passes neither, and is admitted only while nobody queues, so
+-- it cannot pass fair waiters either.
 -- Returns {1, fence, permits left} if admitted (also when an earlier attempt of the same wait
 -- was), else {0, permits left, ms until the first lease ends or -1}.
 local holder, wanted, permits, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -21,11 +21,11 @@ local queued = redis.call('EXISTS', KEYS[3]) == 1
 if queued then
   drop_silent_waiters()
 end
-if ARGV[5] == '1' then
+if ARGV[6] == '1' then
   if not redis.call('ZSCORE', KEYS[3], holder) then
     redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[5]), holder)
   end
-  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[6]), holder)
+  redis.call('ZADD', KEYS[4], now + tonumber(ARGV[7]), holder)
   if redis.call('ZRANGE', KEYS[3], 0, 0)[1] ~= holder or free < wanted then
     keep_queue()
     return {0, free, first_lease_end()}
@@ -44,6 +44,6 @@ local fence = redis.call('INCR', KEYS[6])
 cover(ttl, state[2])
 if queued and free - wanted > 0 and redis.call('EXISTS', KEYS[3]) == 1 then
   -- The next in the queue may fit in what is left.
-  redis.call('PUBLISH', ARGV[7], '')
+  redis.call('PUBLISH', ARGV[5], '')
 end
 return {1, fence, free - wanted}
