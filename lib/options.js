@@ -28,13 +28,22 @@ function expectOptions(name, value, fields) {
       throw invalid(`${name}.${field} is not an option${hint} (known: ${Object.keys(fields).join(', ')})`)
     }
   }
-  for (const [field, type] of Object.entries(fields)) {
+  for (const [field, type] of entriesOf(fields)) {
     const given = value[field]
     if (type !== null && given !== undefined && typeof given !== type) {
       throw invalid(`${name}.${field} must be a ${type}, got ${describe(given)}`)
     }
   }
   return value
+}
+
+// The [field, type] pairs of an options shape, listed once per shape: options are checked on
+// every call.
+const shapeEntries = new WeakMap()
+function entriesOf(fields) {
+  let entries = shapeEntries.get(fields)
+  if (!entries) shapeEntries.set(fields, (entries = Object.entries(fields)))
+  return entries
 }
 
 // The known name nearest to a misspelt one (case-insensitive edit distance), if any is near.

@@ -5,7 +5,7 @@
 
 const { inspect } = require('node:util')
 const { call } = require('./errors.js')
-const { Lock } = require('./lock.js')
+const { Lock, lockHold } = require('./lock.js')
 
 class ReadWriteLock {
   #key
@@ -54,7 +54,7 @@ class ReadWriteHandle extends Lock {
   #mode
   #run
 
-  // `run(method)` runs a native call on this hold: 'downgrade' or 'upgrade'.
+  // `run(method, hold)` runs a native call on this hold: 'downgrade' or 'upgrade'.
   constructor(hold, mode, run) {
     super(hold)
     this.#mode = mode
@@ -69,7 +69,7 @@ class ReadWriteHandle extends Lock {
   /** Turns the write hold into a read hold, with no writer able to come in between. */
   downgrade() {
     return call(async () => {
-      await this.#run('downgrade')
+      await this.#run('downgrade', lockHold(this))
       this.#mode = 'read'
     })
   }
@@ -80,7 +80,7 @@ class ReadWriteHandle extends Lock {
    */
   upgrade() {
     return call(async () => {
-      await this.#run('upgrade')
+      await this.#run('upgrade', lockHold(this))
       this.#mode = 'write'
     })
   }

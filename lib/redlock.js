@@ -24,6 +24,18 @@ const WAIT_OUTCOMES = { ERR_RELOCK_WAIT_TIMEOUT: 'timeout', ABORT_ERR: 'aborted'
 // forever).
 const clientsInUse = new Set()
 
+const newLock = (hold) => new Lock(hold)
+
+// Runs `fn`, which returns a promise, turning a synchronous throw (bad input) into a rejection
+// carrying a RelockError, as `call` does, without a promise of its own in between.
+function rejectingOnThrow(fn) {
+  try {
+    return fn()
+  } catch (error) {
+    return Promise.reject(toRelockError(error))
+  }
+}
+
 class Redlock extends EventEmitter {
   #native
   #holds = new Set()
@@ -215,7 +227,7 @@ class Redlock extends EventEmitter {
    * it is held. Resolves to a Lock handle. An array of keys takes all of them or none.
    */
   acquire(key, options) {
-    return call(() => {
+    return rejectingOnThrow(() => {
       const given = expectOptions('options', options, ACQUIRE_OPTIONS)
       return Array.isArray(key) ? this.#acquireMany(key, given) : this.#acquire(key, given)
     })
@@ -238,31 +250,22 @@ class Redlock extends EventEmitter {
     })
   }
 
+  // Throws on bad input; `acquire` turns that into a rejection.
   #acquire(key, options) {
-    return call(async () => {
-      expectString('key', key)
-      const reentered = heldInChain.getStore()?.get(this)?.get(key)
-      if (reentered) {
-        const refusal = reentered.refusal(key)
-        if (refusal) throw refusal
-        reentered.count++
-        return new Lock(reentered)
-      }
-      return this.#wait(key, options, {
-        // The first attempt on the event loop's sockets when the hosts allow it; a key that is
-        // not free is waited for by the native client.
-        begin: (config, lostId, signal, started) => this.#firstThenWait('acquire', [key], config, lostId, signal, started),
-      })
-    })
+    expectString('key', key)
+    const reentered = heldInChain.getStore()?.get(this)?.get(key)
+    if (reentered) {
+      const refusal = reentered.refusal(key)
+      if (refusal) throw refusal
+      reentered.count++
+      return Promise.resolve(new Lock(reentered))
+    }
+    return this.#wait(key, options, 'acquire', [key])
   }
 
   #acquireMany(keys, options) {
-    return call(() => {
-      expectKeys(keys)
-      return this.#wait(keys.join(', '), options, {
-        begin: (config, lostId, signal, started) => this.#firstThenWait('acquireMany', [keys], config, lostId, signal, started),
-      })
-    })
+    expectKeys(keys)
+    return this.#wait(keys.join(', '), options, 'acquireMany', [keys])
   }
 
   /**
@@ -277,15 +280,17 @@ class Redlock extends EventEmitter {
   // What every ReadWriteLock of this client calls (one object: a lock is often made per use).
   #readWriteCalls = {
     acquire: (key, write, options) =>
-      call(() =>
-        this.#wait(key, expectOptions('options', options, ACQUIRE_OPTIONS), {
-          begin: (config, lostId, signal, started) => this.#firstThenWait('acquireReadWrite', [key, write], config, lostId, signal, started),
-          handle: (hold) => new ReadWriteHandle(hold, write ? 'write' : 'read', (method) => this.#start(method, () => [hold.native])),
-        }),
+      rejectingOnThrow(() =>
+        this.#wait(key, expectOptions('options', options, ACQUIRE_OPTIONS), 'acquireReadWrite', [key, write], write ? this.#writeHandle : this.#readHandle),
       ),
     using: (acquire, options, fn) => this.#usingHandle(acquire, options, fn),
     state: (key) => call(() => this.#start('rwlockState', () => [key])),
   }
+
+  // `run(method, hold)` runs a native call on a read-write hold: 'downgrade' or 'upgrade'.
+  #runOnHold = (method, hold) => this.#start(method, () => [hold.native])
+  #readHandle = (hold) => new ReadWriteHandle(hold, 'read', this.#runOnHold)
+  #writeHandle = (hold) => new ReadWriteHandle(hold, 'write', this.#runOnHold)
 
   /** A semaphore on `key` of `options.permits` permits. */
   semaphore(key, options) {
@@ -294,12 +299,10 @@ class Redlock extends EventEmitter {
     if (typeof permits !== 'number') throw invalid(`options.permits must be the semaphore's number of permits, got ${describe(permits)}`)
     return new Semaphore(key, permits, {
       acquire: (options) =>
-        call(() => {
+        rejectingOnThrow(() => {
           const given = expectOptions('options', options, PERMITS_OPTIONS)
-          return this.#wait(key, given, {
-            begin: (config, lostId, signal, started) => this.#firstThenWait('acquirePermits', [key, permits], config, lostId, signal, started),
-            handle: (hold) => new PermitHandle(hold, given?.permits ?? 1),
-          })
+          const count = given?.permits ?? 1
+          return this.#wait(key, given, 'acquirePermits', [key, permits], (hold) => new PermitHandle(hold, count))
         }),
       using: (acquire, options, fn) => this.#usingHandle(acquire, options, fn),
       state: () => call(() => this.#start('semaphoreState', () => [key])),
@@ -313,11 +316,14 @@ class Redlock extends EventEmitter {
     return taken ?? (await this.#start(method, () => [...args, config, lostId], started))
   }
 
-  // Waits for a hold of any primitive: `begin(config, lostId, signal, started)` starts the wait
-  // and resolves to the native lock, whose loss takeCompleted() reports under `lostId`;
-  // `handle(hold)` makes the handle (a Lock by default).
-  async #wait(label, options, { begin, handle = (hold) => new Lock(hold) }) {
-    const { signal, onLost, ...config } = options ?? {}
+  // Waits for a hold of any primitive: the native `method(...args, config, lostId)` (first on
+  // the event loop's sockets, see #firstThenWait) resolves to the native lock, whose loss
+  // takeCompleted() reports under `lostId`; `handle(hold)` makes the handle (a Lock by default).
+  // The options go to the native side as they are: it reads only the fields it knows.
+  async #wait(label, options, method, args, handle = newLock) {
+    const signal = options?.signal
+    const onLost = options?.onLost
+    const config = options
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('options.signal must be an AbortSignal')
     if (signal?.aborted) throw abortError(signal)
 
@@ -350,7 +356,7 @@ class Redlock extends EventEmitter {
     signal?.addEventListener('abort', cancel, { once: true })
     this.#metrics?.waitStarted()
     try {
-      const native = await begin(config, lostId, signal, (started) => { request = started })
+      const native = await this.#firstThenWait(method, args, config, lostId, signal, (started) => { request = started })
       this.#metrics?.waitEnded(label, 'acquired', performance.now() - waitStarted)
       hold = new Hold(native, this.#notify, {
         release: () => this.#release(hold, native),
@@ -367,7 +373,7 @@ class Redlock extends EventEmitter {
       this.#lossHandlers.delete(lostId)
       const relockError = toRelockError(error)
       if (!hold) this.#metrics?.waitEnded(label, WAIT_OUTCOMES[relockError.code] ?? 'failed', performance.now() - waitStarted)
-      if (relockError.code === 'ERR_RELOCK_WAIT_TIMEOUT' && config.waitTimeout !== 0) this.#notify('timeout', () => ({ key: label, waitedMs: performance.now() - waitStarted }))
+      if (relockError.code === 'ERR_RELOCK_WAIT_TIMEOUT' && config?.waitTimeout !== 0) this.#notify('timeout', () => ({ key: label, waitedMs: performance.now() - waitStarted }))
       if (relockError.code === 'ABORT_ERR' && signal) throw abortError(signal)
       throw relockError
     } finally {
