@@ -5,7 +5,7 @@
 
 const { AsyncLocalStorage } = require('node:async_hooks')
 const { inspect } = require('node:util')
-const { RelockError, errorFromRecord, call } = require('./errors.js')
+const { RelockError, errorFromRecord, toRelockError, call } = require('./errors.js')
 const { expectNumber } = require('./options.js')
 
 // The locks held by the current async call chain: Map<Redlock, Map<key, Hold>>. A chain that
@@ -35,23 +35,33 @@ class Hold {
   // Releases the native lock once, however many handles still count on it. Handles that still
   // count on it (a nested using still running, an inner acquire never released) learn it from
   // the signal: their code runs on without the lock.
-  async end() {
-    if (this.state !== 'held') return false
+  end() {
+    if (this.state !== 'held') return Promise.resolve(false)
     this.state = 'releasing'
     const others = this.count - 1
     if (others > 0) {
       this.abort(new RelockError('ERR_RELOCK_LOCK_LOST', `'${this.native.key}' was released by its outermost using while ${others} nested hold${others > 1 ? 's were' : ' was'} still active`))
     }
+    let releasing
     try {
-      const released = await this.release()
-      if (released) {
-        const heldMs = performance.now() - this.acquiredAt
-        this.notify('released', () => ({ key: this.native.key, fence: this.native.fence, heldMs, closed: false }))
-      }
-      return released
-    } finally {
-      this.state = 'ended'
+      releasing = this.release()
+    } catch (error) {
+      releasing = Promise.reject(toRelockError(error))
     }
+    return releasing.then(
+      (released) => {
+        this.state = 'ended'
+        if (released) {
+          const heldMs = performance.now() - this.acquiredAt
+          this.notify('released', () => ({ key: this.native.key, fence: this.native.fence, heldMs, closed: false }))
+        }
+        return released
+      },
+      (error) => {
+        this.state = 'ended'
+        throw error
+      },
+    )
   }
 
   get signal() {

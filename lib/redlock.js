@@ -309,16 +309,11 @@ class Redlock extends EventEmitter {
     })
   }
 
-  // The first attempt on the event loop's sockets when the hosts allow it; what is not free
-  // (or not eligible there) is waited for by the native client, with the same method.
-  async #firstThenWait(method, args, config, lostId, signal, started) {
-    const taken = this.#direct ? await this.#firstAttempt(method, args, config, lostId, signal) : null
-    return taken ?? (await this.#start(method, () => [...args, config, lostId], started))
-  }
-
-  // Waits for a hold of any primitive: the native `method(...args, config, lostId)` (first on
-  // the event loop's sockets, see #firstThenWait) resolves to the native lock, whose loss
-  // takeCompleted() reports under `lostId`; `handle(hold)` makes the handle (a Lock by default).
+  // Waits for a hold of any primitive: the native `method(...args, config, lostId)` resolves to
+  // the native lock, whose loss takeCompleted() reports under `lostId`; `handle(hold)` makes the
+  // handle (a Lock by default). The first attempt is made on the event loop's sockets when the
+  // hosts allow it; what is not free (or not eligible there) is waited for by the native client,
+  // with the same method.
   // The options go to the native side as they are: it reads only the fields it knows.
   async #wait(label, options, method, args, handle = newLock) {
     const signal = options?.signal
@@ -356,7 +351,8 @@ class Redlock extends EventEmitter {
     signal?.addEventListener('abort', cancel, { once: true })
     this.#metrics?.waitStarted()
     try {
-      const native = await this.#firstThenWait(method, args, config, lostId, signal, (started) => { request = started })
+      let native = this.#direct ? await this.#firstAttempt(method, args, config, lostId, signal) : null
+      native ??= await this.#start(method, () => [...args, config, lostId], (started) => { request = started })
       this.#metrics?.waitEnded(label, 'acquired', performance.now() - waitStarted)
       hold = new Hold(native, this.#notify, {
         release: () => this.#release(hold, native),
