@@ -371,3 +371,29 @@ async fn a_crashed_readers_lease_is_dropped_by_the_next_reader() {
   );
   assert!(reader.release().await.unwrap());
 }
+
+#[tokio::test]
+async fn a_reader_whose_prune_emptied_the_readers_key_still_gives_it_an_expiry() {
+  // The first reader's lease makes the key live 2 × 200 + 1000 ms; the second comes after that
+  // lease ran out, prunes it (which deletes the emptied key) and writes the key anew. Had it
+  // trusted the expiry read before the prune (ample for its 50 ms lease), the new key would
+  // have none, and after its crash would stay for good.
+  let server = RedisServer::start();
+  let (_client, rwlock) = client(&server);
+  let mut crashed = options(0, false);
+  crashed.watchdog = false;
+  crashed.ttl_ms = 200;
+  let _first = take(&rwlock, Mode::Read, crashed.clone()).await.unwrap();
+  tokio::time::sleep(Duration::from_millis(300)).await;
+  crashed.ttl_ms = 50;
+  let _second = take(&rwlock, Mode::Read, crashed).await.unwrap();
+  let pttl: i64 = server
+    .cli(&["PTTL", "{doc}:relock:rw:readers"])
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+  assert!(pttl > 0, "the readers' key has no expiry (PTTL {pttl})");
+  tokio::time::sleep(Duration::from_millis(2 * 50 + 1000 + 200)).await;
+  assert_eq!(server.cli(&["KEYS", "*"]).unwrap().trim(), "");
+}

@@ -41,9 +41,10 @@ end
 
 -- The sorted set KEYS[z] outlives every deadline in it: one that would end after it (`ms`
 -- from now) pushes its expiry to twice that ahead, so most calls leave it alone. (An emptied
--- sorted set is gone at once.)
-local function cover(z, ms)
-  if redis.call('PTTL', KEYS[z]) < ms + 1000 then
+-- sorted set is gone at once.) `left`: its PTTL, when the caller read it since the set last
+-- changed but for the deadline just added.
+local function cover(z, ms, left)
+  if (left or redis.call('PTTL', KEYS[z])) < ms + 1000 then
     redis.call('PEXPIRE', KEYS[z], 2 * ms + 1000)
   end
 end

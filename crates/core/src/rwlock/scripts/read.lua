@@ -47,10 +47,15 @@ elseif redis.call('EXISTS', KEYS[1], KEYS[3], KEYS[4]) > 0
   return {0, recheck_in()}
 end
 -- Each reader pushes the readers' key's expiry ahead, so with no writer and no renewal the
--- leases of crashed readers would stay as long as others keep reading.
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+-- leases of crashed readers would stay as long as others keep reading: a reader prunes them.
+-- No readers' key (-2), nothing to prune; a prune that empties the key deletes it, and with it
+-- the expiry read before.
+local left = redis.call('PTTL', KEYS[2])
+if left ~= -2 and redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now) > 0 then
+  left = nil
+end
 redis.call('ZADD', KEYS[2], now + ttl, token)
-cover(2, ttl)
+cover(2, ttl, left)
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
   -- Readers queued right behind this one may come in as well.
   redis.call('PUBLISH', ARGV[5], '')
