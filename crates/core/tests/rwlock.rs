@@ -84,8 +84,19 @@ async fn readers_share_a_writer_is_alone_and_a_waiting_writer_stops_new_readers(
   );
   assert_eq!(server.cli(&["GET", "doc"]).unwrap().trim(), writer.token());
   assert!(take(&rwlock, Mode::Read, options(0, false)).await.is_err());
+  let reader = tokio::spawn({
+    let rwlock = rwlock.clone();
+    async move { take(&rwlock, Mode::Read, options(5000, false)).await }
+  });
+  tokio::time::sleep(Duration::from_millis(100)).await;
+  assert!(!reader.is_finished());
+  let released_at = Instant::now();
   assert!(writer.release().await.unwrap());
-  let reader = take(&rwlock, Mode::Read, options(0, false)).await.unwrap();
+  let reader = reader.await.unwrap().unwrap();
+  assert!(
+    released_at.elapsed() < Duration::from_millis(500),
+    "a waiting reader is woken by the writer's release, not by a re-check"
+  );
   assert!(reader.release().await.unwrap());
 }
 

@@ -243,6 +243,7 @@ mod tests {
       include_str!("../rwlock/scripts/write.lua"),
       include_str!("../rwlock/scripts/release.lua"),
       include_str!("../rwlock/scripts/release_read.lua"),
+      include_str!("../rwlock/scripts/release_write.lua"),
       include_str!("../rwlock/scripts/extend.lua"),
       include_str!("../rwlock/scripts/downgrade.lua"),
       include_str!("../rwlock/scripts/upgrade.lua"),

@@ -35,9 +35,12 @@ fn with_prelude(body: &str) -> Lua {
 static READ: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/read.lua")));
 static WRITE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/write.lua")));
 static RELEASE: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/release.lua")));
-/// A reader's release: no clock and no other key, which makes it as cheap as a mutex's.
+/// A reader's and a writer's release: no clock and no other key, which makes them as cheap as
+/// a mutex's.
 static RELEASE_READ: LazyLock<Lua> =
   LazyLock::new(|| Lua::new(include_str!("scripts/release_read.lua")));
+static RELEASE_WRITE: LazyLock<Lua> =
+  LazyLock::new(|| Lua::new(include_str!("scripts/release_write.lua")));
 static EXTEND: LazyLock<Lua> = LazyLock::new(|| with_prelude(include_str!("scripts/extend.lua")));
 static DOWNGRADE: LazyLock<Lua> =
   LazyLock::new(|| with_prelude(include_str!("scripts/downgrade.lua")));
@@ -299,7 +302,12 @@ impl RwLock {
         keys: vec![keys.readers.clone()],
         args,
       },
-      _ => ScriptCall {
+      Some(Mode::Write) => ScriptCall {
+        lua: &RELEASE_WRITE,
+        keys: vec![keys.lock.clone()],
+        args,
+      },
+      None => ScriptCall {
         lua: &RELEASE,
         keys: keys.all().map(str::to_owned).to_vec(),
         args,

@@ -4,14 +4,17 @@
 -- ARGV[3] "1": fair, admitted only at the head of the queue.
 -- Returns {1, fence} if taken (or already held by ARGV[1]: an earlier attempt of the same wait
 -- whose answer never came took it), else {0, ms until a lease ends, or -1}.
-local queued = prune()
 local token, ttl, liveness = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[4])
+-- One call sees the common case: no readers, no waiting writers, no queue, so nothing to prune,
+-- count or leave.
+local others = redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0
+local queued = others and prune()
 local holder = redis.call('GET', KEYS[1])
 if holder == token then
   redis.call('PEXPIRE', KEYS[1], ttl)
   return {1, tonumber(redis.call('GET', KEYS[7]) or '0')}
 end
-local busy = holder or redis.call('ZCARD', KEYS[2]) > 0
+local busy = holder or (others and redis.call('ZCARD', KEYS[2]) > 0)
 if ARGV[3] == '1' then
   local member = 'w' .. token
   queue_up(member, liveness)
@@ -27,7 +30,9 @@ else
     cover(3, liveness)
     return {0, recheck_in()}
   end
-  redis.call('ZREM', KEYS[3], token)
+  if others then
+    redis.call('ZREM', KEYS[3], token)
+  end
 end
 redis.call('SET', KEYS[1], token, 'PX', ttl)
 local fence = redis.call('INCR', KEYS[7])
