@@ -470,3 +470,38 @@ test('tryAcquire makes exactly one attempt: a handle when free, null when held, 
     await other.close()
   }
 })
+
+test('an acquire reads its options once: changing the object afterwards changes nothing', async () => {
+  const holder = await locks.acquire('read-once', { ttl: 5000 })
+  try {
+    // The first attempt finds the key held; the wait that follows must still be the 300 ms asked.
+    for (const [name, wait] of [
+      ['mutex', (options) => locks.acquire('read-once', options)],
+      ['semaphore', (options) => locks.semaphore('read-once-pool', { permits: 1 }).acquire(options)],
+      ['read lock', (options) => locks.rwlock('read-once').read(options)],
+    ]) {
+      const blocker = name === 'semaphore' ? await locks.semaphore('read-once-pool', { permits: 1 }).acquire({ ttl: 5000 }) : null
+      const options = { ttl: 1000, waitTimeout: 300 }
+      const started = performance.now()
+      const waiting = wait(options)
+      options.waitTimeout = 60_000
+      const error = await Promise.race([waiting.catch((e) => e), sleep(3000).then(() => 'still waiting')])
+      assert.equal(error.code, 'ERR_RELOCK_WAIT_TIMEOUT', `${name}: ${error}`)
+      assert.ok(performance.now() - started < 2000, `${name} waited ${performance.now() - started} ms`)
+      await blocker?.release()
+    }
+  } finally {
+    await holder.release()
+  }
+})
+
+test('a handle method called on something else rejects with a RelockError, never throws', async () => {
+  const lock = await locks.acquire('detached', { ttl: 1000 })
+  const detached = lock.release
+  let returned
+  assert.doesNotThrow(() => {
+    returned = detached.call({})
+  })
+  await assert.rejects(returned, (error) => error instanceof RelockError && error.code === 'ERR_RELOCK_INTERNAL')
+  assert.equal(await lock.release(), true)
+})

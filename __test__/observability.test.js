@@ -237,3 +237,24 @@ test('metrics through OpenTelemetry: wait and hold histograms, held and waiting 
     await provider.shutdown()
   }
 })
+
+test('a metrics keyGroup that throws breaks no acquire and no release: it becomes a warning', async () => {
+  const { MeterProvider } = require('@opentelemetry/sdk-metrics')
+  const provider = new MeterProvider()
+  const locks = new Redlock(server.url, { metrics: { meter: provider.getMeter('test'), keyGroup: () => { throw new Error('no group') } } })
+  const warnings = []
+  const onWarning = (warning) => warnings.push(warning.message)
+  process.on('warning', onWarning)
+  try {
+    const lock = await locks.acquire('metrics-throw', { ttl: 1000 })
+    assert.equal(await lock.release(), true)
+    assert.equal(server.cli('EXISTS', 'metrics-throw'), '0', 'the release was sent')
+    const reader = await locks.rwlock('metrics-throw').read({ ttl: 1000 })
+    assert.equal(await reader.release(), true)
+    await eventually(async () => warnings.some((message) => /recording a metric failed: no group/.test(message)), 'a warning about the metric')
+  } finally {
+    process.off('warning', onWarning)
+    await locks.close()
+    await provider.shutdown()
+  }
+})

@@ -161,17 +161,22 @@ class Lock {
    * with ERR_RELOCK_LOCK_LOST when the lock had been lost meanwhile.
    */
   release() {
-    if (this.#released) return Promise.resolve(false)
-    this.#released = true
-    const hold = this.#hold
-    if (hold.state !== 'held') return Promise.resolve(false) // its using scope released it
-    if (--hold.count > 0) {
-      // Another handle still counts on the lock: it stays held, unless it was lost meanwhile.
-      const lost = hold.native.lostReason
-      return lost ? Promise.reject(errorFromRecord(lost)) : Promise.resolve(true)
+    try {
+      if (this.#released) return Promise.resolve(false)
+      this.#released = true
+      const hold = this.#hold
+      if (hold.state !== 'held') return Promise.resolve(false) // its using scope released it
+      if (--hold.count > 0) {
+        // Another handle still counts on the lock: it stays held, unless it was lost meanwhile.
+        const lost = hold.native.lostReason
+        return lost ? Promise.reject(errorFromRecord(lost)) : Promise.resolve(true)
+      }
+      // Rejects with a RelockError only: the client's release settles with one.
+      return hold.end()
+    } catch (error) {
+      // Called on something that is not a Lock, say.
+      return Promise.reject(toRelockError(error))
     }
-    // Rejects with a RelockError only: the client's release settles with one.
-    return hold.end()
   }
 
   async [Symbol.asyncDispose]() {

@@ -40,6 +40,15 @@ function createMetrics(options, invalid) {
   meter.createObservableGauge('relock.locks.waiting', { description: 'acquire calls waiting now' }).addCallback((result) => result.observe(waiting))
   meter.createObservableGauge('relock.locks.held', { description: 'Locks held through handles now' }).addCallback((result) => result.observe(held))
 
+  // A meter or keyGroup that throws must not break the lock's own work (a release not sent, an
+  // acquire that fails after it took the lock): it becomes a process warning.
+  const guarded = (record) => {
+    try {
+      record()
+    } catch (error) {
+      process.emitWarning(`relock: recording a metric failed: ${error && error.message}`)
+    }
+  }
   const labels = (key, outcome) => {
     const group = keyGroup(key)
     return group === undefined ? { 'relock.outcome': outcome } : { 'relock.outcome': outcome, 'relock.key_group': String(group) }
@@ -52,12 +61,14 @@ function createMetrics(options, invalid) {
       if (!OUTCOMES_OF_WAITS.has(outcome)) outcome = 'failed'
       waiting--
       if (outcome === 'acquired') held++
-      wait.record(ms / 1000, labels(key, outcome))
+      guarded(() => wait.record(ms / 1000, labels(key, outcome)))
     },
     holdEnded(key, outcome, ms) {
       held--
-      hold.record(ms / 1000, labels(key, OUTCOMES_OF_HOLDS.has(outcome) ? outcome : 'released'))
-      if (outcome === 'lost') lost.add(1, labels(key, outcome))
+      guarded(() => {
+        hold.record(ms / 1000, labels(key, OUTCOMES_OF_HOLDS.has(outcome) ? outcome : 'released'))
+        if (outcome === 'lost') lost.add(1, labels(key, outcome))
+      })
     },
   }
 }

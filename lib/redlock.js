@@ -26,6 +26,11 @@ const clientsInUse = new Set()
 
 const newLock = (hold) => new Lock(hold)
 
+// What the native side of an acquire reads (of any primitive: `permits` is the semaphore's).
+function nativeConfig({ ttl, waitTimeout, fair, watchdog, maxHold, permits }) {
+  return { ttl, waitTimeout, fair, watchdog, maxHold, permits }
+}
+
 // Runs `fn`, which returns a promise, turning a synchronous throw (bad input) into a rejection
 // carrying a RelockError, as `call` does, without a promise of its own in between.
 function rejectingOnThrow(fn) {
@@ -314,11 +319,11 @@ class Redlock extends EventEmitter {
   // handle (a Lock by default). The first attempt is made on the event loop's sockets when the
   // hosts allow it; what is not free (or not eligible there) is waited for by the native client,
   // with the same method.
-  // The options go to the native side as they are: it reads only the fields it knows.
+  // The options are read once, here: what the caller changes afterwards changes nothing.
   async #wait(label, options, method, args, handle = newLock) {
     const signal = options?.signal
     const onLost = options?.onLost
-    const config = options
+    const config = options && nativeConfig(options)
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid('options.signal must be an AbortSignal')
     if (signal?.aborted) throw abortError(signal)
 

@@ -408,3 +408,98 @@ async fn a_reader_whose_prune_emptied_the_readers_key_still_gives_it_an_expiry()
   tokio::time::sleep(Duration::from_millis(2 * 50 + 1000 + 200)).await;
   assert_eq!(server.cli(&["KEYS", "*"]).unwrap().trim(), "");
 }
+
+/// Keeps the server busy for `ms` (a script that spins on Redis's clock), from another client.
+fn keep_busy(server: &RedisServer, ms: u64) -> std::thread::JoinHandle<()> {
+  let cli = [
+    "redis-cli".to_owned(),
+    "-p".to_owned(),
+    server.port.to_string(),
+  ];
+  let script = format!(
+    "local s = redis.call('TIME') local start = s[1] * 1000000 + s[2] \
+     while true do local t = redis.call('TIME') \
+     if t[1] * 1000000 + t[2] - start > {} then break end end return 1",
+    ms * 1000
+  );
+  std::thread::spawn(move || {
+    let _ = std::process::Command::new(&cli[0])
+      .args(&cli[1..])
+      .args(["EVAL", &script, "0"])
+      .output();
+  })
+}
+
+#[tokio::test]
+async fn a_downgrade_whose_answer_never_came_leaves_nothing_behind_at_release() {
+  // The downgrade times out while the server is busy, and runs once it is free: the hold is
+  // then a reader, though the handle could not learn it. Its release must not take it for the
+  // writer it was, or the reader's entry stays until its ttl.
+  let server = RedisServer::start();
+  let client = Client::new(
+    &[server.url()],
+    ClientOptions {
+      command_timeout: Duration::from_millis(150),
+      ..ClientOptions::default()
+    },
+  )
+  .unwrap();
+  let rwlock = client.rwlock().clone();
+  // Loads the scripts: a script the server lacks would be sent again, which the timeout stops.
+  let warm_up = take(&rwlock, Mode::Write, options(0, false)).await.unwrap();
+  rwlock.downgrade(&warm_up).await.unwrap();
+  assert!(warm_up.release().await.unwrap());
+  let writer = take(&rwlock, Mode::Write, options(0, false)).await.unwrap();
+  let busy = keep_busy(&server, 500);
+  tokio::time::sleep(Duration::from_millis(100)).await;
+  let unanswered = rwlock.downgrade(&writer).await.unwrap_err();
+  assert_eq!(unanswered.kind(), ErrorKind::Timeout, "{unanswered}");
+  busy.join().unwrap();
+  let now_a_reader = || {
+    server
+      .cli(&["ZCARD", "{doc}:relock:rw:readers"])
+      .unwrap()
+      .trim()
+      .to_owned()
+  };
+  support::wait_for("the downgrade to run", Duration::from_secs(2), || {
+    now_a_reader() == "1"
+  });
+  let _ = writer.release().await;
+  assert_eq!(now_a_reader(), "0", "the reader's entry was left behind");
+  assert_eq!(server.cli(&["EXISTS", "doc"]).unwrap().trim(), "0");
+}
+
+#[tokio::test]
+async fn an_upgrade_whose_answer_never_came_leaves_nothing_behind_at_release() {
+  // As for the downgrade: the upgrade runs after its call timed out, and the hold, a writer
+  // now, must not be released as the reader it was, or the write key stays until its ttl.
+  let server = RedisServer::start();
+  let client = Client::new(
+    &[server.url()],
+    ClientOptions {
+      command_timeout: Duration::from_millis(150),
+      ..ClientOptions::default()
+    },
+  )
+  .unwrap();
+  let rwlock = client.rwlock().clone();
+  let warm_up = take(&rwlock, Mode::Read, options(0, false)).await.unwrap();
+  rwlock.upgrade(&warm_up).await.unwrap();
+  assert!(warm_up.release().await.unwrap());
+  let reader = take(&rwlock, Mode::Read, options(0, false)).await.unwrap();
+  let busy = keep_busy(&server, 500);
+  tokio::time::sleep(Duration::from_millis(100)).await;
+  let unanswered = rwlock.upgrade(&reader).await.unwrap_err();
+  assert_eq!(unanswered.kind(), ErrorKind::Timeout, "{unanswered}");
+  busy.join().unwrap();
+  support::wait_for("the upgrade to run", Duration::from_secs(2), || {
+    server.cli(&["GET", "doc"]).unwrap().trim() == reader.token()
+  });
+  let _ = reader.release().await;
+  assert_eq!(
+    server.cli(&["EXISTS", "doc"]).unwrap().trim(),
+    "0",
+    "the write key was left behind"
+  );
+}

@@ -5,6 +5,7 @@
 //! plain token (as a mutex's is), and its fence comes from the counter a mutex on the same key
 //! uses.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -289,6 +290,7 @@ impl RwLock {
       keys,
       token,
       mode: tokio::sync::Mutex::new(mode),
+      mode_known: AtomicBool::new(true),
     });
     HeldLock::start(self.engine.clone(), hold, grant, name, on_lost)
   }
@@ -417,12 +419,12 @@ impl RwLock {
     }
     held.ensure_held()?;
     let host = self.host()?;
-    let done: i64 = host
-      .eval(
+    let done: i64 = hold
+      .change_mode(host.eval(
         DOWNGRADE.script(),
         &hold.keys.all(),
         &[&hold.token, &held.ttl_ms(), &hold.keys.channel],
-      )
+      ))
       .await?;
     if done != 1 {
       return Err(lost(held, "before it could be downgraded"));
@@ -445,12 +447,12 @@ impl RwLock {
     }
     held.ensure_held()?;
     let host = self.host()?;
-    let reply: Vec<i64> = host
-      .eval(
+    let reply: Vec<i64> = hold
+      .change_mode(host.eval(
         UPGRADE.script(),
         &hold.keys.all(),
         &[&hold.token, &held.ttl_ms()],
-      )
+      ))
       .await?;
     match reply.as_slice() {
       [1, fence] => {
@@ -559,6 +561,26 @@ struct RwHold {
   keys: RwKeys,
   token: String,
   mode: tokio::sync::Mutex<Mode>,
+  /// False once an upgrade or downgrade went unanswered: it may have run, so `mode` may be the
+  /// one the hold left, and only the release that fits every mode is sure to end it.
+  mode_known: AtomicBool,
+}
+
+impl RwHold {
+  /// The mode to release in, if it is known now (see `mode_known`).
+  fn mode_for_release(&self, mode: Mode) -> Option<Mode> {
+    self.mode_known.load(Ordering::Acquire).then_some(mode)
+  }
+
+  /// An upgrade's or downgrade's script call: a call whose answer never came makes the mode
+  /// unknown.
+  async fn change_mode<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    let answer = call.await;
+    if answer.is_err() {
+      self.mode_known.store(false, Ordering::Release);
+    }
+    answer
+  }
 }
 
 fn acquire_script(mode: Mode) -> &'static Lua {
@@ -638,7 +660,7 @@ impl Renewal for RwHold {
       let mode = self.mode.lock().await;
       self
         .rwlock
-        .release_stored(&self.keys, &self.token, Some(*mode))
+        .release_stored(&self.keys, &self.token, self.mode_for_release(*mode))
         .await
     })
   }
@@ -654,7 +676,11 @@ impl Renewal for RwHold {
   fn release_call(&self) -> Option<ReleaseCall> {
     // The release has begun, so no upgrade or downgrade starts any more; one already under way
     // (or a renewal) holds the mode, which is then not known: the release that fits every mode.
-    let mode = self.mode.try_lock().ok().map(|mode| *mode);
+    let mode = self
+      .mode
+      .try_lock()
+      .ok()
+      .and_then(|mode| self.mode_for_release(*mode));
     Some(ReleaseCall {
       call: self.rwlock.release_call(&self.keys, &self.token, mode),
       all_held: 1,
