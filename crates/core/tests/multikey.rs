@@ -219,3 +219,47 @@ async fn overlapping_sets_in_opposite_orders_never_deadlock() {
     .await
     .expect("every caller got its keys: no deadlock");
 }
+
+#[tokio::test]
+async fn the_most_keys_a_lock_may_have_are_taken_checked_and_given_back_in_one_call_each() {
+  // 1,000 keys in one slot group: every script reads their holders (and their queues) at once.
+  let server = RedisServer::start();
+  let client = Client::new(&[server.url()], ClientOptions::default()).unwrap();
+  let names: Vec<String> = (0..relock_core::multikey::MAX_KEYS)
+    .map(|i| format!("{{many}}:{i}"))
+    .collect();
+  let last = names.last().unwrap().clone();
+  let single = client
+    .mutex()
+    .lock(&last, 5000, &RetryPolicy::default())
+    .await
+    .unwrap()
+    .unwrap();
+  assert!(client.multi().lock(&names, 5000).await.unwrap().is_none());
+  assert_eq!(server.cli(&["EXISTS", "{many}:0"]).unwrap().trim(), "0");
+  assert!(client.mutex().unlock(&last, &single.token).await.unwrap());
+
+  let lease = client.multi().lock(&names, 5000).await.unwrap().unwrap();
+  assert!(client.multi().unlock(&names, &lease.token).await.unwrap());
+  let held = client
+    .multi()
+    .begin_acquire(
+      &names,
+      options(0),
+      CancellationToken::new(),
+      Box::new(|_| {}),
+    )
+    .await
+    .unwrap();
+  assert_eq!(held.parts().len(), names.len());
+  assert_eq!(
+    server.cli(&["GET", &last]).unwrap().trim(),
+    held.token(),
+    "the last key is held"
+  );
+  assert!(held.release().await.unwrap());
+  let left: Vec<&str> = ["{many}:0", "{many}:500", last.as_str()].to_vec();
+  let mut exists = vec!["EXISTS"];
+  exists.extend(left);
+  assert_eq!(server.cli(&exists).unwrap().trim(), "0");
+}

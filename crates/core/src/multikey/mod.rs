@@ -458,7 +458,8 @@ impl Take {
         lua: &ACQUIRE,
         keys: group
           .iter()
-          .flat_map(|keys| [keys.lock.clone(), keys.fence.clone()])
+          .map(|keys| keys.lock.clone())
+          .chain(group.iter().map(|keys| keys.fence.clone()))
           .collect(),
         args,
       },
