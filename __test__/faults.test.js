@@ -203,3 +203,30 @@ test('the addon works in worker_threads and in cluster workers at the same time'
     await server.stop()
   }
 })
+
+test('a host still loading its data set fails calls with ERR_RELOCK_CONNECTION, as a host that is down, and serves once loaded', async () => {
+  // Loading 20,000 keys 50 µs apart takes about a second, with the server answering LOADING.
+  const server = await RedisServer.start(['--key-load-delay', '50', '--loading-process-events-interval-bytes', '1024'])
+  const locks = new Redlock(server.url, { commandTimeout: 1000 })
+  try {
+    server.cli('EVAL', "for i = 1, 20000 do redis.call('SET', 'filler:' .. i, 'x') end", '0')
+    server.cli('SAVE')
+    assert.ok(await locks.lock('warm-up', 1000))
+    await server.kill()
+    const restarted = server.restart()
+    await eventually(async () => /LOADING/.test(server.cli('PING')), 'the server loading its data set')
+    for (const [name, call] of [
+      ['lock', () => locks.lock('loading', 1000)],
+      ['list', () => locks.list('*')],
+    ]) {
+      const error = await call().then(() => null, (e) => e)
+      assert.equal(error?.code, 'ERR_RELOCK_CONNECTION', `${name}: ${error}`)
+      assert.match(error.message, /loading/i)
+    }
+    await restarted
+    assert.ok(await eventually(() => locks.lock('loading', 1000), 'a lock once the data set is loaded'))
+  } finally {
+    await locks.close()
+    await server.stop()
+  }
+})

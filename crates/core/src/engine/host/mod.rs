@@ -195,15 +195,13 @@ impl Host {
   /// The error of a server's error reply (`-ERR ...`, `-NOAUTH ...`), named after this host.
   pub fn error_reply(&self, reply: &str) -> Error {
     let code = reply.split(' ').next().unwrap_or("");
-    let kind = match code {
-      "NOAUTH" | "WRONGPASS" | "NOPERM" => ErrorKind::Auth,
-      _ => ErrorKind::Redis,
-    };
+    let kind = kind_of_reply(code).unwrap_or(ErrorKind::Redis);
     let detail = match code {
       "NOPERM" => {
         format!("permission denied: the ACL user may not run what this call needs ({reply})")
       }
       "NOAUTH" | "WRONGPASS" => format!("authentication failed: {reply}"),
+      "LOADING" => format!("{LOADING}: {reply}"),
       _ => reply.to_owned(),
     };
     Error::new(kind, format!("{}: {detail}", self.label))
@@ -343,6 +341,7 @@ impl Host {
       ErrorKind::Connection if error.kind() == RedisKind::Parse => {
         "the server answered, but not in the Redis protocol: not a Redis server (check the host and port)".to_owned()
       }
+      ErrorKind::Connection if error.code() == Some("LOADING") => format!("{LOADING}: {error}"),
       _ => error.to_string(),
     };
     Error::new(
@@ -363,13 +362,27 @@ impl<T: ToRedisArgs + Sync> ToRedisArgsRef for T {
   }
 }
 
+const LOADING: &str = "still loading its data set after a start, and serves no call until done";
+
+/// The kind of failure an error reply means, by its code, where the code says more than that
+/// Redis refused the call.
+fn kind_of_reply(code: &str) -> Option<ErrorKind> {
+  match code {
+    "NOAUTH" | "WRONGPASS" | "NOPERM" => Some(ErrorKind::Auth),
+    // Up, but not serving yet: to the caller, the same as a host that is down for a moment.
+    "LOADING" => Some(ErrorKind::Connection),
+    _ => None,
+  }
+}
+
 fn classify(error: &RedisError) -> ErrorKind {
   if error.is_timeout() {
     return ErrorKind::Timeout;
   }
-  if matches!(error.code(), Some("WRONGPASS" | "NOAUTH"))
-    || error.kind() == RedisKind::AuthenticationFailed
-  {
+  if let Some(kind) = error.code().and_then(kind_of_reply) {
+    return kind;
+  }
+  if error.kind() == RedisKind::AuthenticationFailed {
     return ErrorKind::Auth;
   }
   match error.kind() {
