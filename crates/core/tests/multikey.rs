@@ -263,3 +263,34 @@ async fn the_most_keys_a_lock_may_have_are_taken_checked_and_given_back_in_one_c
   exists.extend(left);
   assert_eq!(server.cli(&exists).unwrap().trim(), "0");
 }
+
+#[tokio::test]
+async fn a_key_of_another_type_is_refused_and_left_as_it_is() {
+  // A sorted set (a semaphore's, say) under one of the names: neither taking nor giving back
+  // the set may overwrite it, and the caller learns why.
+  let server = RedisServer::start();
+  let client = Client::new(&[server.url()], ClientOptions::default()).unwrap();
+  server.cli(&["ZADD", "{t}:pool", "1", "member"]).unwrap();
+  let names = keys(&["{t}:pool", "{t}:x"]);
+  let taking = client.multi().lock(&names, 5000).await.unwrap_err();
+  assert_eq!(taking.kind(), ErrorKind::Redis, "{taking}");
+  let acquiring = client
+    .multi()
+    .begin_acquire(
+      &names,
+      options(0),
+      CancellationToken::new(),
+      Box::new(|_| {}),
+    )
+    .await
+    .unwrap_err();
+  assert_eq!(acquiring.kind(), ErrorKind::Redis, "{acquiring}");
+  let giving_back = client
+    .multi()
+    .unlock(&names, "00000000-0000-4000-8000-000000000000")
+    .await
+    .unwrap_err();
+  assert_eq!(giving_back.kind(), ErrorKind::Redis, "{giving_back}");
+  assert_eq!(server.cli(&["TYPE", "{t}:pool"]).unwrap().trim(), "zset");
+  assert_eq!(server.cli(&["EXISTS", "{t}:x"]).unwrap().trim(), "0");
+}

@@ -458,8 +458,7 @@ impl Take {
         lua: &ACQUIRE,
         keys: group
           .iter()
-          .map(|keys| keys.lock.clone())
-          .chain(group.iter().map(|keys| keys.fence.clone()))
+          .flat_map(|keys| [keys.lock.clone(), keys.fence.clone()])
           .collect(),
         args,
       },

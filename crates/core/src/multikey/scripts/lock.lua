@@ -3,11 +3,9 @@
 -- KEYS: lock keys.
 -- Returns {1} if all were taken (a key already held by ARGV[1], from an earlier attempt, is
 -- renewed), else {0, index of the first held key (1-based), its holder's remaining ttl in ms}.
--- The holders are read by one MGET (a lock has at most 1,000 keys, well within what Lua can
--- unpack).
-local holders = redis.call('MGET', unpack(KEYS, 1, #KEYS))
 for i = 1, #KEYS do
-  if holders[i] and holders[i] ~= ARGV[1] then
+  local holder = redis.call('GET', KEYS[i])
+  if holder and holder ~= ARGV[1] then
     return {0, i, redis.call('PTTL', KEYS[i])}
   end
 end

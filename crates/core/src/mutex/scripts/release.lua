@@ -7,80 +7,64 @@
 -- its full ttl when it takes over: a waiter that died just before the release then blocks the
 -- queue for no longer than a silent waiter would.
 --
--- KEYS, in four runs of one key per lock, each run in the same order of locks: the lock keys,
--- their queues (lists of tokens, oldest first), their waiters (hashes: token -> "<deadline ms>
--- <ttl ms>"), their fence counters.
+-- KEYS, four per lock: lock key, queue (list of tokens, oldest first), waiters (hash: token ->
+-- "<deadline ms> <ttl ms>"), fence counter.
 -- ARGV[1] token, ARGV[2] liveness window of a waiter in ms, ARGV[3] "1" to tell waiters that a
 -- lock became free, "0" to stay silent (undoing an attempt that never held the lock on a
 -- majority wakes nobody), ARGV[4…] one notification channel per lock.
 -- Returns how many of the locks ARGV[1] held and no longer does.
 local token = ARGV[1]
-local count = #KEYS / 4
 local now = nil
 
--- Every holder, and whether any queue exists: two calls for any number of locks, where most
--- have no queue (a multi-key lock has at most 1,000 keys, well within what Lua can unpack).
--- One lock, the common case, is read without unpacking a table of one.
-local holders, any_queue
-if count == 1 then
-  holders = {redis.call('GET', KEYS[1])}
-  any_queue = redis.call('EXISTS', KEYS[2]) == 1
-else
-  holders = redis.call('MGET', unpack(KEYS, 1, count))
-  any_queue = redis.call('EXISTS', unpack(KEYS, count + 1, 2 * count)) > 0
-end
-
--- Lock i, told on ARGV[3 + i].
-local function release(i)
-  -- Its keys: KEYS[i] the lock, KEYS[count + i] its queue, KEYS[2 * count + i] its waiters,
-  -- KEYS[3 * count + i] its fence counter.
-  local holder = holders[i]
+-- The lock whose keys start at KEYS[b + 1], told on ARGV[c].
+local function release(b, c)
+  local holder = redis.call('GET', KEYS[b + 1])
   local released = 0
   if holder == token then
     released = 1
   else
-    if redis.call('HDEL', KEYS[2 * count + i], token) == 1 then
-      redis.call('LREM', KEYS[count + i], 1, token)
+    if redis.call('HDEL', KEYS[b + 3], token) == 1 then
+      redis.call('LREM', KEYS[b + 2], 1, token)
     end
     if holder then
       return 0
     end
   end
 
-  if any_queue and redis.call('EXISTS', KEYS[count + i]) == 1 then
+  if redis.call('EXISTS', KEYS[b + 2]) == 1 then
     if not now then
       local time = redis.call('TIME')
       now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
     end
-    local head = redis.call('LPOP', KEYS[count + i])
+    local head = redis.call('LPOP', KEYS[b + 2])
     while head do
-      local entry = redis.call('HGET', KEYS[2 * count + i], head)
-      redis.call('HDEL', KEYS[2 * count + i], head)
+      local entry = redis.call('HGET', KEYS[b + 3], head)
+      redis.call('HDEL', KEYS[b + 3], head)
       if entry then
         local deadline, ttl = string.match(entry, '^(%d+) (%d+)$')
         if tonumber(deadline) >= now then
-          redis.call('SET', KEYS[i], head, 'PX', math.min(tonumber(ttl), tonumber(ARGV[2])))
-          local next_fence = redis.call('INCR', KEYS[3 * count + i])
-          redis.call('PERSIST', KEYS[3 * count + i])
-          redis.call('PUBLISH', ARGV[3 + i], head .. ' ' .. next_fence)
+          redis.call('SET', KEYS[b + 1], head, 'PX', math.min(tonumber(ttl), tonumber(ARGV[2])))
+          local next_fence = redis.call('INCR', KEYS[b + 4])
+          redis.call('PERSIST', KEYS[b + 4])
+          redis.call('PUBLISH', ARGV[c], head .. ' ' .. next_fence)
           return released
         end
       end
-      head = redis.call('LPOP', KEYS[count + i])
+      head = redis.call('LPOP', KEYS[b + 2])
     end
   end
 
   if released == 1 then
-    redis.call('DEL', KEYS[i])
+    redis.call('DEL', KEYS[b + 1])
     if ARGV[3] == '1' then
-      redis.call('PUBLISH', ARGV[3 + i], '')
+      redis.call('PUBLISH', ARGV[c], '')
     end
   end
   return released
 end
 
 local released = 0
-for i = 1, count do
-  released = released + release(i)
+for i = 0, #KEYS / 4 - 1 do
+  released = released + release(4 * i, 4 + i)
 end
 return released
