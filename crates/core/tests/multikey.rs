@@ -221,8 +221,8 @@ async fn overlapping_sets_in_opposite_orders_never_deadlock() {
 }
 
 #[tokio::test]
-async fn the_most_keys_a_lock_may_have_are_taken_checked_and_given_back_in_one_call_each() {
-  // 1,000 keys in one slot group: every script reads their holders (and their queues) at once.
+async fn the_most_keys_a_lock_may_have_are_taken_refused_and_given_back() {
+  // 1,000 keys in one slot group, in one script per call; the held one is the last.
   let server = RedisServer::start();
   let client = Client::new(&[server.url()], ClientOptions::default()).unwrap();
   let names: Vec<String> = (0..relock_core::multikey::MAX_KEYS)
