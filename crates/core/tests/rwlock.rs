@@ -430,12 +430,10 @@ fn keep_busy(server: &RedisServer, ms: u64) -> std::thread::JoinHandle<()> {
   })
 }
 
-#[tokio::test]
-async fn a_downgrade_whose_answer_never_came_leaves_nothing_behind_at_release() {
-  // The downgrade times out while the server is busy, and runs once it is free: the hold is
-  // then a reader, though the handle could not learn it. Its release must not take it for the
-  // writer it was, or the reader's entry stays until its ttl.
-  let server = RedisServer::start();
+/// Takes a hold in `from` and changes its mode (down from a write, up from a read) while the
+/// server is busy, so that the change times out and runs afterwards. Returns the client, which
+/// must live as long as the hold, and the hold, its mode now unknown to the handle.
+async fn change_mode_unanswered(server: &RedisServer, from: Mode) -> (Client, Arc<HeldLock>) {
   let client = Client::new(
     &[server.url()],
     ClientOptions {
@@ -445,16 +443,35 @@ async fn a_downgrade_whose_answer_never_came_leaves_nothing_behind_at_release() 
   )
   .unwrap();
   let rwlock = client.rwlock().clone();
+  let change = |held: Arc<HeldLock>| {
+    let rwlock = rwlock.clone();
+    async move {
+      match from {
+        Mode::Write => rwlock.downgrade(&held).await,
+        Mode::Read => rwlock.upgrade(&held).await.map(|_| ()),
+      }
+    }
+  };
   // Loads the scripts: a script the server lacks would be sent again, which the timeout stops.
-  let warm_up = take(&rwlock, Mode::Write, options(0, false)).await.unwrap();
-  rwlock.downgrade(&warm_up).await.unwrap();
+  let warm_up = take(&rwlock, from, options(0, false)).await.unwrap();
+  change(warm_up.clone()).await.unwrap();
   assert!(warm_up.release().await.unwrap());
-  let writer = take(&rwlock, Mode::Write, options(0, false)).await.unwrap();
-  let busy = keep_busy(&server, 500);
+  let held = take(&rwlock, from, options(0, false)).await.unwrap();
+  let busy = keep_busy(server, 500);
   tokio::time::sleep(Duration::from_millis(100)).await;
-  let unanswered = rwlock.downgrade(&writer).await.unwrap_err();
+  let unanswered = change(held.clone()).await.unwrap_err();
   assert_eq!(unanswered.kind(), ErrorKind::Timeout, "{unanswered}");
   busy.join().unwrap();
+  (client, held)
+}
+
+#[tokio::test]
+async fn a_downgrade_whose_answer_never_came_leaves_nothing_behind_at_release() {
+  // The downgrade runs once the server is free: the hold is then a reader, though the handle
+  // could not learn it. Its release must not take it for the writer it was, or the reader's
+  // entry stays until its ttl.
+  let server = RedisServer::start();
+  let (_client, writer) = change_mode_unanswered(&server, Mode::Write).await;
   let now_a_reader = || {
     server
       .cli(&["ZCARD", "{doc}:relock:rw:readers"])
@@ -472,27 +489,10 @@ async fn a_downgrade_whose_answer_never_came_leaves_nothing_behind_at_release() 
 
 #[tokio::test]
 async fn an_upgrade_whose_answer_never_came_leaves_nothing_behind_at_release() {
-  // As for the downgrade: the upgrade runs after its call timed out, and the hold, a writer
-  // now, must not be released as the reader it was, or the write key stays until its ttl.
+  // As for the downgrade: the hold, a writer now, must not be released as the reader it was,
+  // or the write key stays until its ttl.
   let server = RedisServer::start();
-  let client = Client::new(
-    &[server.url()],
-    ClientOptions {
-      command_timeout: Duration::from_millis(150),
-      ..ClientOptions::default()
-    },
-  )
-  .unwrap();
-  let rwlock = client.rwlock().clone();
-  let warm_up = take(&rwlock, Mode::Read, options(0, false)).await.unwrap();
-  rwlock.upgrade(&warm_up).await.unwrap();
-  assert!(warm_up.release().await.unwrap());
-  let reader = take(&rwlock, Mode::Read, options(0, false)).await.unwrap();
-  let busy = keep_busy(&server, 500);
-  tokio::time::sleep(Duration::from_millis(100)).await;
-  let unanswered = rwlock.upgrade(&reader).await.unwrap_err();
-  assert_eq!(unanswered.kind(), ErrorKind::Timeout, "{unanswered}");
-  busy.join().unwrap();
+  let (_client, reader) = change_mode_unanswered(&server, Mode::Read).await;
   support::wait_for("the upgrade to run", Duration::from_secs(2), || {
     server.cli(&["GET", "doc"]).unwrap().trim() == reader.token()
   });
