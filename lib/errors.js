@@ -49,4 +49,14 @@ async function call(fn) {
   }
 }
 
-module.exports = { RelockError, toRelockError, errorFromRecord, invalid, describe, abortError, call }
+// As `call`, for an `fn` that returns a promise settling with a RelockError already: a
+// synchronous throw becomes a rejection, with no promise of its own in between.
+function rejectingOnThrow(fn) {
+  try {
+    return fn()
+  } catch (error) {
+    return Promise.reject(toRelockError(error))
+  }
+}
+
+module.exports = { RelockError, toRelockError, errorFromRecord, invalid, describe, abortError, call, rejectingOnThrow }

@@ -5,7 +5,7 @@
 
 const { AsyncLocalStorage } = require('node:async_hooks')
 const { inspect } = require('node:util')
-const { RelockError, errorFromRecord, toRelockError, call } = require('./errors.js')
+const { RelockError, errorFromRecord, call, rejectingOnThrow } = require('./errors.js')
 const { expectNumber } = require('./options.js')
 
 // The locks held by the current async call chain: Map<Redlock, Map<key, Hold>>. A chain that
@@ -42,13 +42,7 @@ class Hold {
     if (others > 0) {
       this.abort(new RelockError('ERR_RELOCK_LOCK_LOST', `'${this.native.key}' was released by its outermost using while ${others} nested hold${others > 1 ? 's were' : ' was'} still active`))
     }
-    let releasing
-    try {
-      releasing = this.release()
-    } catch (error) {
-      releasing = Promise.reject(toRelockError(error))
-    }
-    return releasing.then(
+    return rejectingOnThrow(() => this.release()).then(
       (released) => {
         this.state = 'ended'
         if (released) {
@@ -161,7 +155,8 @@ class Lock {
    * with ERR_RELOCK_LOCK_LOST when the lock had been lost meanwhile.
    */
   release() {
-    try {
+    // Also when called on something that is not a Lock: a rejection, never a throw.
+    return rejectingOnThrow(() => {
       if (this.#released) return Promise.resolve(false)
       this.#released = true
       const hold = this.#hold
@@ -173,10 +168,7 @@ class Lock {
       }
       // Rejects with a RelockError only: the client's release settles with one.
       return hold.end()
-    } catch (error) {
-      // Called on something that is not a Lock, say.
-      return Promise.reject(toRelockError(error))
-    }
+    })
   }
 
   async [Symbol.asyncDispose]() {

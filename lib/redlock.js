@@ -7,7 +7,7 @@ const { EventEmitter } = require('node:events')
 const { inspect } = require('node:util')
 const { NativeClient } = require('../binding.js')
 const { createMetrics } = require('./metrics.js')
-const { RelockError, toRelockError, errorFromRecord, invalid, describe, abortError, call } = require('./errors.js')
+const { RelockError, toRelockError, errorFromRecord, invalid, describe, abortError, call, rejectingOnThrow } = require('./errors.js')
 const { expectString, expectNumber, expectOptions, nativeClientOptions, logSink, METRICS_OPTIONS, LIST_OPTIONS, LOCK_OPTIONS, ACQUIRE_OPTIONS, TRY_ACQUIRE_OPTIONS, SEMAPHORE_OPTIONS, PERMITS_OPTIONS, expectKeys } = require('./options.js')
 const { Hold, Lock, lockHold, heldInChain } = require('./lock.js')
 const { ReadWriteLock, ReadWriteHandle, Semaphore, PermitHandle } = require('./primitives.js')
@@ -29,16 +29,6 @@ const newLock = (hold) => new Lock(hold)
 // What the native side of an acquire reads (of any primitive: `permits` is the semaphore's).
 function nativeConfig({ ttl, waitTimeout, fair, watchdog, maxHold, permits }) {
   return { ttl, waitTimeout, fair, watchdog, maxHold, permits }
-}
-
-// Runs `fn`, which returns a promise, turning a synchronous throw (bad input) into a rejection
-// carrying a RelockError, as `call` does, without a promise of its own in between.
-function rejectingOnThrow(fn) {
-  try {
-    return fn()
-  } catch (error) {
-    return Promise.reject(toRelockError(error))
-  }
 }
 
 class Redlock extends EventEmitter {

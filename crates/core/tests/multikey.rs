@@ -241,16 +241,8 @@ async fn the_most_keys_a_lock_may_have_are_taken_refused_and_given_back() {
 
   let lease = client.multi().lock(&names, 5000).await.unwrap().unwrap();
   assert!(client.multi().unlock(&names, &lease.token).await.unwrap());
-  let held = client
-    .multi()
-    .begin_acquire(
-      &names,
-      options(0),
-      CancellationToken::new(),
-      Box::new(|_| {}),
-    )
-    .await
-    .unwrap();
+  let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+  let held = take(&client, &name_refs, options(0)).await.unwrap();
   assert_eq!(held.parts().len(), names.len());
   assert_eq!(
     server.cli(&["GET", &last]).unwrap().trim(),
@@ -258,10 +250,13 @@ async fn the_most_keys_a_lock_may_have_are_taken_refused_and_given_back() {
     "the last key is held"
   );
   assert!(held.release().await.unwrap());
-  let left: Vec<&str> = ["{many}:0", "{many}:500", last.as_str()].to_vec();
-  let mut exists = vec!["EXISTS"];
-  exists.extend(left);
-  assert_eq!(server.cli(&exists).unwrap().trim(), "0");
+  assert_eq!(
+    server
+      .cli(&["EXISTS", "{many}:0", "{many}:500", &last])
+      .unwrap()
+      .trim(),
+    "0"
+  );
 }
 
 #[tokio::test]
@@ -274,14 +269,7 @@ async fn a_key_of_another_type_is_refused_and_left_as_it_is() {
   let names = keys(&["{t}:pool", "{t}:x"]);
   let taking = client.multi().lock(&names, 5000).await.unwrap_err();
   assert_eq!(taking.kind(), ErrorKind::Redis, "{taking}");
-  let acquiring = client
-    .multi()
-    .begin_acquire(
-      &names,
-      options(0),
-      CancellationToken::new(),
-      Box::new(|_| {}),
-    )
+  let acquiring = take(&client, &["{t}:pool", "{t}:x"], options(0))
     .await
     .unwrap_err();
   assert_eq!(acquiring.kind(), ErrorKind::Redis, "{acquiring}");
