@@ -88,7 +88,8 @@ export interface RedlockOptions extends RetryOptions {
   /**
    * OpenTelemetry metrics: wait and hold histograms, held and waiting gauges, lost locks.
    * `meter` defaults to the global one of `@opentelemetry/api` (an optional peer dependency);
-   * `keyGroup` maps a key to a bounded label value (never label by the key itself).
+   * `keyGroup` maps a key to a bounded label value (never label by the key itself). A `keyGroup`
+   * or meter that throws loses that data point, as a process warning, never a lock call.
    */
   metrics?: { meter?: unknown; keyGroup?: (key: string) => string }
   /** The URLs are seed nodes of one Redis Cluster. Default false. */
